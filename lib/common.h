@@ -1,0 +1,55 @@
+/*
+ * common - status codes, error buffers and byte strings shared by every module
+ *
+ * DESCRIPTION  enum um_status is what fallible functions return; struct um_error is the
+ *              caller-owned buffer that says why (no global error state); struct um_str is
+ *              a borrowed byte range that is never assumed NUL-terminated.
+ * THREADS      Everything here is reentrant.
+ * ERRORS       um_error_set() truncates silently at sizeof(msg) - 1 bytes.
+ */
+#ifndef UM_COMMON_H
+#define UM_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define UM_NODISCARD __attribute__((warn_unused_result))
+#define UM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+enum um_status {
+    UM_OK = 0,
+    UM_ENOMEM,  /* allocation failed */
+    UM_EINVAL,  /* bad input or configuration */
+    UM_ETEMP,   /* temporary failure: try again later */
+    UM_ELIMIT,  /* a configured or protocol limit was reached */
+    UM_ENOENT,  /* the thing asked for does not exist */
+    UM_EIO,     /* an I/O or system call failed */
+};
+
+struct um_error {
+    enum um_status code;
+    char msg[256];
+};
+
+struct um_str {
+    const char *p;
+    size_t len;
+};
+
+#define UM_STR(lit) ((struct um_str){(lit), sizeof(lit) - 1})
+
+/* Sets err (if not NULL) and returns code, so callers can "return um_error_set(...)". */
+enum um_status um_error_set(struct um_error *err, enum um_status code, const char *fmt, ...)
+    UM_PRINTF(3, 4);
+
+/* Name of a status for logs ("ENOMEM"). Never NULL. */
+const char *um_status_name(enum um_status code);
+
+/* Reentrant strerror (hides the GNU/XSI strerror_r split); writes into buf, returns buf. */
+const char *um_strerror(int errnum, char *buf, size_t len);
+
+/* ASCII case-insensitive comparison of a byte range with a C string. */
+bool um_str_eq_ci(struct um_str s, const char *lit);
+
+#endif

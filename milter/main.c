@@ -1,0 +1,7 @@
+/* placeholder: replaced by the daemon's entry point */
+int main(void);
+int
+main(void)
+{
+    return 0;
+}
