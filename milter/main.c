@@ -1,7 +1,515 @@
-/* placeholder: replaced by the daemon's entry point */
-int main(void);
-int
-main(void)
+/*
+ * main.c - unimilter entry point: options, configuration, socket, privileges, signals
+ *
+ * Design note: libmilter's own signal thread (started inside smfi_main) takes SIGHUP and
+ * SIGTERM as "stop" and does not wait for sessions in flight. Operators, logrotate and
+ * `systemctl reload` send SIGHUP to reload, so we keep libmilter's thread from ever seeing
+ * these signals in practice: smfi_main runs in a thread of its own (which, like every
+ * thread we start, has HUP/USR1/TERM/INT blocked), while the main thread alone leaves them
+ * unblocked with handlers that write the signal number to a self-pipe. Linux delivers a
+ * process-directed signal to the main thread whenever that thread does not block it, so the
+ * main loop reads the pipe and reloads (HUP, USR1) or drains and stops (TERM, INT). Should
+ * libmilter's thread nevertheless consume one (smfi_main returning on its own), we log it
+ * and exit non-zero so the supervisor restarts us; the MTA's milter_default_action covers
+ * the gap. A reload builds a new snapshot off to the side and publishes it only when it is
+ * valid; connections keep the snapshot they started with.
+ */
+#define _GNU_SOURCE /* setresuid, setresgid, setgroups */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <libmilter/mfapi.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "version.h"
+
+#define UM_DEFAULT_CONFIG "/etc/unimilter/unimilter.conf"
+
+/* Written once by main() before any other thread exists; read-only afterwards. */
+static struct um_daemon *main_daemon;
+/* The self-pipe written by the signal handler; set before the handlers are installed. */
+static int main_sigpipe[2] = {-1, -1};
+
+void
+um_daemon_set(struct um_daemon *d)
 {
+    main_daemon = d;
+}
+
+struct um_daemon *
+um_daemon_get(void)
+{
+    return main_daemon;
+}
+
+struct um_config *
+um_daemon_config(struct um_daemon *d)
+{
+    struct um_config *cfg;
+
+    pthread_mutex_lock(&d->cfg_lock);
+    cfg = um_config_ref(d->cfg);
+    pthread_mutex_unlock(&d->cfg_lock);
+    return cfg;
+}
+
+static void
+sink_stderr(void *arg, enum um_log_level level, const char *line, size_t len)
+{
+    char buf[UM_LOGLINE_MAX + 64];
+    struct timespec ts;
+    struct tm tm;
+    int n;
+
+    (void)arg;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ unimilter[%ld] %s: %.*s\n",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 ts.tv_nsec / 1000000, (long)getpid(), um_log_level_name(level), (int)len, line);
+    if (n > 0)
+        (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static void
+sink_syslog(void *arg, enum um_log_level level, const char *line, size_t len)
+{
+    (void)arg;
+    syslog((int)level, "%.*s", (int)len, line);
+}
+
+static void
+usage(FILE *fp)
+{
+    fprintf(fp, "usage: unimilter [-c FILE] [-p SOCKET] [-n] [-V]\n"
+                "  -c FILE    configuration file (default " UM_DEFAULT_CONFIG ")\n"
+                "  -p SOCKET  listen here instead of the configured socket\n"
+                "  -n         check the configuration and exit (0: valid, 1: not)\n"
+                "  -V         print the versions of unimilter and its libraries\n");
+}
+
+struct main_ids {
+    uid_t uid;
+    gid_t gid;
+    gid_t sock_gid;
+    bool have_sock_gid;
+    bool drop;
+};
+
+/* Looks up user, group and socket group; errors name the file and line of the setting. */
+static int
+main_resolve_ids(const struct um_config *cfg, struct main_ids *ids, char *err, size_t errlen)
+{
+    struct passwd pw, *pwp = NULL;
+    struct group gr, *grp = NULL;
+    char buf[4096];
+
+    memset(ids, 0, sizeof(*ids));
+    ids->drop = geteuid() == 0;
+    if (getpwnam_r(cfg->user, &pw, buf, sizeof(buf), &pwp) != 0 || pwp == NULL) {
+        if (ids->drop || cfg->line_user != 0) {
+            snprintf(err, errlen, "%s:%d: user: no such user \"%s\"", cfg->path, cfg->line_user,
+                     cfg->user);
+            return -1;
+        }
+        ids->drop = false;
+    } else {
+        ids->uid = pw.pw_uid;
+        ids->gid = pw.pw_gid;
+    }
+    if (cfg->group != NULL) {
+        if (getgrnam_r(cfg->group, &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
+            snprintf(err, errlen, "%s:%d: group: no such group \"%s\"", cfg->path,
+                     cfg->line_group, cfg->group);
+            return -1;
+        }
+        ids->gid = gr.gr_gid;
+    }
+    if (cfg->socket_group != NULL) {
+        if (getgrnam_r(cfg->socket_group, &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
+            snprintf(err, errlen, "%s:%d: socket_group: no such group \"%s\"", cfg->path,
+                     cfg->line_socket_group, cfg->socket_group);
+            return -1;
+        }
+        ids->sock_gid = gr.gr_gid;
+        ids->have_sock_gid = true;
+    }
     return 0;
+}
+
+static const char *
+main_unix_path(const char *sock)
+{
+    if (strncmp(sock, "unix:", 5) == 0)
+        return sock + 5;
+    if (strncmp(sock, "local:", 6) == 0)
+        return sock + 6;
+    return NULL;
+}
+
+static int
+main_open_socket(struct um_daemon *d, const char *sock, const struct um_config *cfg,
+                 const struct main_ids *ids)
+{
+    const char *path = main_unix_path(sock);
+    mode_t old;
+    int rc;
+
+    if (path != NULL) {
+        char dir[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        struct stat st;
+        size_t n = (size_t)(slash - path);
+
+        if (n >= sizeof(dir))
+            n = sizeof(dir) - 1;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+        if (n > 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+            um_log_msg(&d->log, UM_LOG_ERR, "startup",
+                       "socket %s: directory %s does not exist (systemd creates it with "
+                       "RuntimeDirectory=unimilter)",
+                       sock, dir);
+            return -1;
+        }
+        if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            um_log_msg(&d->log, UM_LOG_ERR, "startup",
+                       "socket %s: %s exists and is not a socket; refusing to replace it", sock,
+                       path);
+            return -1;
+        }
+    }
+    if (smfi_setconn(MSTR(sock)) != MI_SUCCESS) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "socket %s: smfi_setconn failed", sock);
+        return -1;
+    }
+    /* Create the socket with no access for others; the configured mode is set below. */
+    old = umask(0177);
+    rc = smfi_opensocket(true); /* true: replace a stale unix socket */
+    umask(old);
+    if (rc != MI_SUCCESS) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup",
+                   "socket %s: cannot listen (address in use, or no permission?)", sock);
+        return -1;
+    }
+    if (path != NULL) {
+        gid_t g = ids->have_sock_gid ? ids->sock_gid : (ids->drop ? ids->gid : (gid_t)-1);
+        uid_t u = ids->drop ? ids->uid : (uid_t)-1;
+        char eb[128];
+
+        if ((u != (uid_t)-1 || g != (gid_t)-1) && chown(path, u, g) != 0) {
+            um_log_msg(&d->log, UM_LOG_ERR, "startup", "socket %s: chown: %s", sock,
+                       um_strerror(errno, eb, sizeof(eb)));
+            return -1;
+        }
+        if (chmod(path, (mode_t)cfg->socket_mode) != 0) {
+            um_log_msg(&d->log, UM_LOG_ERR, "startup", "socket %s: chmod: %s", sock,
+                       um_strerror(errno, eb, sizeof(eb)));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* setgroups, setresgid, setresuid, then prove that root cannot be regained. */
+static int
+main_drop_privileges(struct um_daemon *d, const struct um_config *cfg, const struct main_ids *ids)
+{
+    char eb[128];
+
+    if (!ids->drop)
+        return 0;
+    if (ids->uid == 0) {
+        um_log_msg(&d->log, UM_LOG_WARNING, "startup",
+                   "user \"%s\" is root: running with full privileges", cfg->user);
+        return 0;
+    }
+    if (setgroups(1, &ids->gid) != 0 || setresgid(ids->gid, ids->gid, ids->gid) != 0
+        || setresuid(ids->uid, ids->uid, ids->uid) != 0) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "cannot switch to user %s: %s", cfg->user,
+                   um_strerror(errno, eb, sizeof(eb)));
+        return -1;
+    }
+    if (setuid(0) != -1 || seteuid(0) != -1 || getuid() == 0 || geteuid() == 0) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "root privileges could be regained; stopping");
+        return -1;
+    }
+    um_log_msg(&d->log, UM_LOG_INFO, "startup", "running as user %s (uid %ld, gid %ld)",
+               cfg->user, (long)ids->uid, (long)ids->gid);
+    return 0;
+}
+
+static void
+main_on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    int saved = errno;
+
+    (void)!write(main_sigpipe[1], &b, 1);
+    errno = saved;
+}
+
+struct main_milter {
+    pthread_t thread;
+    _Atomic bool done;
+    _Atomic bool stop_requested;
+    int rc;
+};
+
+static void *
+main_milter_thread(void *arg)
+{
+    struct main_milter *mm = arg;
+
+    mm->rc = smfi_main();
+    atomic_store(&mm->done, true);
+    main_on_signal(0); /* wake the main loop */
+    return NULL;
+}
+
+static void
+main_apply_logging(struct um_daemon *d, const struct um_config *cfg, bool foreground_stderr)
+{
+    if (cfg->log_target == UM_LOG_TARGET_SYSLOG && !foreground_stderr) {
+        openlog("unimilter", LOG_PID | LOG_NDELAY, LOG_MAIL);
+        d->log.sink = sink_syslog;
+    } else {
+        d->log.sink = sink_stderr;
+    }
+    um_logger_set_level(&d->log, cfg->log_level);
+}
+
+static void
+main_reload(struct um_daemon *d, const char *path, const char *sock_override)
+{
+    struct um_config *ncfg, *old;
+    struct um_error err = {0};
+
+    if (um_config_load(path, &ncfg, &err) != UM_OK) {
+        um_log_msg(&d->log, UM_LOG_ERR, "reload",
+                   "new configuration rejected, the running one stays: %s", err.msg);
+        return;
+    }
+    old = um_daemon_config(d);
+    if (sock_override == NULL && strcmp(old->socket, ncfg->socket) != 0)
+        um_log_msg(&d->log, UM_LOG_WARNING, "reload",
+                   "socket changed to %s: takes effect at the next restart", ncfg->socket);
+    if (strcmp(old->user, ncfg->user) != 0 || (old->group == NULL) != (ncfg->group == NULL)
+        || (old->group != NULL && strcmp(old->group, ncfg->group) != 0))
+        um_log_msg(&d->log, UM_LOG_WARNING, "reload",
+                   "user/group changed: takes effect at the next restart");
+    um_config_unref(old);
+    pthread_mutex_lock(&d->cfg_lock);
+    old = d->cfg;
+    d->cfg = ncfg;
+    pthread_mutex_unlock(&d->cfg_lock);
+    um_config_unref(old);
+    um_logger_set_level(&d->log, ncfg->log_level);
+    um_log_msg(&d->log, UM_LOG_INFO, "reload", "configuration %s loaded", path);
+}
+
+/* SIGTERM: refuse new messages, wait (bounded) for those in flight, stop libmilter. */
+static void
+main_drain(struct um_daemon *d, struct main_milter *mm)
+{
+    struct um_config *cfg = um_daemon_config(d);
+    int waited_ms = 0, limit_ms = cfg->shutdown_timeout * 1000;
+
+    um_config_unref(cfg);
+    atomic_store(&d->draining, true);
+    um_log_msg(&d->log, UM_LOG_INFO, "shutdown",
+               "stopping: waiting up to %d s for %d message(s) in flight", limit_ms / 1000,
+               atomic_load(&d->inflight));
+    while (atomic_load(&d->inflight) > 0 && waited_ms < limit_ms && !atomic_load(&mm->done)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        waited_ms += 50;
+    }
+    if (atomic_load(&d->inflight) > 0)
+        um_log_msg(&d->log, UM_LOG_WARNING, "shutdown",
+                   "%d message(s) still in flight after %d s; the MTA applies its "
+                   "milter_default_action to them",
+                   atomic_load(&d->inflight), limit_ms / 1000);
+    atomic_store(&mm->stop_requested, true);
+    (void)smfi_stop();
+}
+
+static int
+main_serve(struct um_daemon *d, const char *path, const char *sock, const struct main_ids *ids)
+{
+    struct main_milter mm = {0};
+    sigset_t set;
+    struct sigaction sa;
+    struct um_config *cfg = um_daemon_config(d);
+    int rc = 0;
+    bool stopping = false;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    /* Every thread created from here on inherits this mask. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (pipe(main_sigpipe) != 0) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "pipe failed");
+        um_config_unref(cfg);
+        return EX_OSERR;
+    }
+    (void)fcntl(main_sigpipe[1], F_SETFL, O_NONBLOCK);
+    (void)fcntl(main_sigpipe[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(main_sigpipe[1], F_SETFD, FD_CLOEXEC);
+
+    if (smfi_register(*um_callbacks_desc()) != MI_SUCCESS) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "smfi_register failed");
+        um_config_unref(cfg);
+        return EX_SOFTWARE;
+    }
+    if (main_open_socket(d, sock, cfg, ids) != 0
+        || main_drop_privileges(d, cfg, ids) != 0) {
+        um_config_unref(cfg);
+        return EX_OSERR;
+    }
+    um_config_unref(cfg);
+
+    if (pthread_create(&mm.thread, NULL, main_milter_thread, &mm) != 0) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "cannot start the milter thread");
+        return EX_OSERR;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = main_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    um_log_msg(&d->log, UM_LOG_INFO, "startup", "unimilter %s listening on %s", UM_VERSION, sock);
+
+    while (!atomic_load(&mm.done)) {
+        struct pollfd pfd = {main_sigpipe[0], POLLIN, 0};
+        unsigned char b;
+
+        if (poll(&pfd, 1, 1000) <= 0)
+            continue;
+        while (read(main_sigpipe[0], &b, 1) == 1) {
+            if ((b == SIGHUP || b == SIGUSR1) && !stopping) {
+                main_reload(d, path, sock);
+            } else if ((b == SIGTERM || b == SIGINT) && !stopping) {
+                stopping = true;
+                main_drain(d, &mm);
+            }
+            if (atomic_load(&mm.done) || !(pfd.revents & POLLIN))
+                break;
+            pfd.revents = 0;
+            if (poll(&pfd, 1, 0) <= 0)
+                break;
+        }
+    }
+    pthread_join(mm.thread, NULL);
+    if (main_unix_path(sock) != NULL)
+        (void)unlink(main_unix_path(sock));
+    if (!atomic_load(&mm.stop_requested)) {
+        um_log_msg(&d->log, UM_LOG_ERR, "shutdown",
+                   "libmilter stopped without being asked (rc=%d); exiting for a restart", mm.rc);
+        rc = EX_SOFTWARE;
+    } else {
+        um_log_msg(&d->log, UM_LOG_INFO, "shutdown", "stopped");
+    }
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct um_daemon d;
+    struct um_error err = {0};
+    struct um_config *cfg;
+    struct main_ids ids;
+    const char *path = UM_DEFAULT_CONFIG, *sock_override = NULL;
+    bool check_only = false;
+    char msg[512];
+    int c, rc;
+
+    while ((c = getopt(argc, argv, "c:p:nVh")) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'p':
+            sock_override = optarg;
+            break;
+        case 'n':
+            check_only = true;
+            break;
+        case 'V': {
+            unsigned int ma = 0, mi = 0, pl = 0;
+            um_version_print(stdout);
+            (void)smfi_version(&ma, &mi, &pl);
+            printf("libmilter %u.%u.%u\n", ma, mi, pl);
+            return 0;
+        }
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+
+    if (um_config_load(path, &cfg, &err) != UM_OK) {
+        fprintf(stderr, "unimilter: %s\n", err.msg);
+        return check_only ? 1 : EX_CONFIG;
+    }
+    if (sock_override != NULL) {
+        const char *why = NULL;
+        if (!um_config_socket_valid(sock_override, &why)) {
+            fprintf(stderr, "unimilter: -p %s: %s\n", sock_override, why);
+            um_config_unref(cfg);
+            return check_only ? 1 : EX_USAGE;
+        }
+    }
+    if (main_resolve_ids(cfg, &ids, msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "unimilter: %s\n", msg);
+        um_config_unref(cfg);
+        return check_only ? 1 : EX_CONFIG;
+    }
+    if (check_only) {
+        printf("unimilter: %s: configuration OK\n", path);
+        um_config_unref(cfg);
+        return 0;
+    }
+
+    memset(&d, 0, sizeof(d));
+    pthread_mutex_init(&d.cfg_lock, NULL);
+    um_logger_init(&d.log, sink_stderr, NULL, UM_LOG_INFO);
+    d.cfg = cfg;
+    main_apply_logging(&d, cfg, false);
+    um_daemon_set(&d);
+    rc = main_serve(&d, path, sock_override != NULL ? sock_override : cfg->socket, &ids);
+    pthread_mutex_lock(&d.cfg_lock);
+    um_config_unref(d.cfg);
+    d.cfg = NULL;
+    pthread_mutex_unlock(&d.cfg_lock);
+    return rc;
 }

@@ -1,0 +1,47 @@
+/*
+ * daemon - process-wide state shared by the milter callbacks and the main thread
+ *
+ * DESCRIPTION  One struct um_daemon exists per process. main.c fills it before any thread
+ *              starts and publishes its address once (um_daemon_set()); the callbacks reach
+ *              it through um_daemon_get(), because libmilter gives callbacks no user pointer
+ *              until smfi_setpriv().
+ * THREADS      cfg is swapped by the reload (main) thread under cfg_lock; readers take a
+ *              reference with um_daemon_config() and keep it for a whole connection.
+ *              Counters and flags are atomics. Nothing else in it changes after startup.
+ */
+#ifndef UM_DAEMON_H
+#define UM_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "log.h"
+
+/* libmilter takes char * for strings it never writes; this drops the const once, here. */
+#define MSTR(s) ((char *)(uintptr_t)(s))
+
+struct um_daemon {
+    pthread_mutex_t cfg_lock;
+    struct um_config *cfg; /* current snapshot; guarded by cfg_lock */
+    struct um_logger log;
+
+    _Atomic bool draining;    /* SIGTERM seen: no new messages */
+    _Atomic int inflight;     /* messages between MAIL FROM and their end */
+    _Atomic int connections;  /* open milter connections */
+    _Atomic bool warned_name; /* one warning per process for a missing macro */
+    _Atomic bool warned_port;
+};
+
+void um_daemon_set(struct um_daemon *d);
+struct um_daemon *um_daemon_get(void);
+/* A counted reference to the current configuration; release with um_config_unref(). */
+struct um_config *um_daemon_config(struct um_daemon *d);
+
+/* callbacks.c: the filter description handed to smfi_register(). */
+struct smfiDesc;
+const struct smfiDesc *um_callbacks_desc(void);
+
+#endif
