@@ -92,6 +92,7 @@ static const struct cfg_item cfg_schema[] = {
 
 struct cfg_ctx {
     const char *file; /* the top file, when libconfig does not know a setting's file */
+    const char *dir;  /* its directory, where @include names are resolved */
     struct um_config *cfg;
     struct um_error *err;
 };
@@ -169,6 +170,9 @@ cfg_fail(struct cfg_ctx *ctx, const config_setting_t *s, const char *path, const
     }
     if (file == NULL)
         file = ctx->file;
+    if (file != ctx->file && strcmp(file, ctx->file) != 0 && file[0] != '/' && ctx->dir != NULL)
+        return um_error_set(ctx->err, UM_EINVAL, "%s/%s:%d: %s: %s", ctx->dir, file, line, path,
+                            msg);
     return um_error_set(ctx->err, UM_EINVAL, "%s:%d: %s: %s", file, line, path, msg);
 }
 
@@ -479,6 +483,7 @@ um_config_load(const char *path, struct um_config **out, struct um_error *err)
         return um_error_set(err, UM_ENOMEM, "out of memory");
     atomic_init(&cfg->refs, 1);
     ctx.file = path;
+    ctx.dir = NULL;
     ctx.cfg = cfg;
     ctx.err = err;
     cfg->path = strdup(path);
@@ -505,6 +510,7 @@ um_config_load(const char *path, struct um_config **out, struct um_error *err)
         memcpy(dir, path, (size_t)(slash - path));
         dir[slash - path] = '\0';
         config_set_include_dir(&cf, dir[0] == '\0' ? "/" : dir);
+        ctx.dir = config_get_include_dir(&cf);
     }
     if (config_read(&cf, fp) != CONFIG_TRUE) {
         const char *ef = config_error_file(&cf);
