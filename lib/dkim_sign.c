@@ -81,6 +81,7 @@ struct um_dkim_sign_session {
     unsigned char *hbuf;
     size_t hcap;
     bool prev_cr;
+    bool body_open; /* body bytes seen and the last one was not LF */
     size_t clen;
     unsigned char conv[SIGN_CONV_SIZE];
 };
@@ -794,6 +795,8 @@ um_dkim_sign_body(struct um_dkim_sign_session *s, struct um_str chunk, struct um
         s->conv[s->clen++] = c;
         s->prev_cr = c == '\r';
     }
+    if (chunk.len > 0)
+        s->body_open = chunk.p[chunk.len - 1] != '\n';
     return UM_OK;
 }
 
@@ -821,6 +824,12 @@ um_dkim_sign_end(struct um_dkim_sign_session *s, struct um_error *err)
     enum um_status st;
 
     if ((st = sign_state_check(s, SIGN_BODY, "end of message", err)) != UM_OK)
+        return st;
+    /* RFC 6376 3.4.3/3.4.4: a body not ending in CRLF is canonicalized with one added (the
+     * MTA adds it on the wire too); libopendkim refuses to sign without it. */
+    if (s->body_open
+        && (st = um_dkim_sign_body(s, s->prev_cr ? UM_STR("\n") : UM_STR("\r\n"), err))
+               != UM_OK)
         return st;
     if ((st = sign_flush(s, err)) != UM_OK)
         return st;
