@@ -1275,7 +1275,7 @@ um_ratelimit_save(struct um_ratelimit *rl, const char *path, int64_t now, struct
     memcpy(tmp + plen, ".XXXXXX", 8);
     fd = mkstemp(tmp);
     if (fd < 0) {
-        st = rl_io_error(err, tmp, "create", errno);
+        st = rl_io_error(err, path, "create temporary file", errno);
         goto out;
     }
     f = fdopen(fd, "w");
