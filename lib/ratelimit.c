@@ -1125,7 +1125,8 @@ um_ratelimit_stats(struct um_ratelimit *rl, int64_t now, struct um_ratelimit_sta
         }
         (void)pthread_mutex_unlock(&sh->mu);
     }
-    qsort(out, n, sizeof(*out), rl_stat_cmp);
+    if (n > 1)
+        qsort(out, n, sizeof(*out), rl_stat_cmp);
     *got = n;
 }
 
@@ -1583,7 +1584,8 @@ rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, struct um_error *
                           lineno + 1);
         goto out;
     }
-    qsort(recs->v, recs->n, sizeof(*recs->v), rl_rec_cmp);
+    if (recs->n > 1)
+        qsort(recs->v, recs->n, sizeof(*recs->v), rl_rec_cmp);
     for (size_t i = 1; i < recs->n; i++) {
         const struct rl_rec *a = &recs->v[i - 1], *b = &recs->v[i];
         if (rl_bytes_cmp(a->key, a->key_len, b->key, b->key_len) == 0) {
@@ -1710,7 +1712,8 @@ um_ratelimit_load(struct um_ratelimit *rl, const char *path, int64_t now, size_t
     st = rl_parse_file(f, path, &recs, err);
     (void)fclose(f);
     if (st == UM_OK) {
-        qsort(recs.v, recs.n, sizeof(*recs.v), rl_rec_line_cmp);
+        if (recs.n > 1)
+            qsort(recs.v, recs.n, sizeof(*recs.v), rl_rec_line_cmp);
         for (size_t i = 0; i < recs.n; i++) {
             bool applied;
             if (!rl_apply(rl, &recs.v[i], (uint32_t)now, &applied)) {
