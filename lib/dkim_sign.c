@@ -682,6 +682,15 @@ um_dkim_sign_begin(const struct um_dkim_sign *ds, const struct um_signer *const 
             um_dkim_sign_session_free(s);
             return st;
         }
+        /* Simple header canonicalization hashes our own field byte for byte, but libopendkim
+         * folds it once with b= empty (while signing) and again with b= filled, and the fold
+         * before "b=" can move. Unfolded, both are the same line. */
+        if (ds->hcanon == DKIM_CANON_SIMPLE
+            && dkim_set_margin(s->one[i].dkim, 0) != DKIM_STAT_OK) {
+            enum um_status st = sign_fail(s, UM_ETEMP, err, "dkim_set_margin", i);
+            um_dkim_sign_session_free(s);
+            return st;
+        }
         if (k->identity != NULL
             && dkim_set_signer(s->one[i].dkim, (const unsigned char *)k->identity) != DKIM_STAT_OK) {
             enum um_status st = sign_fail(s, UM_ETEMP, err, "dkim_set_signer", i);
