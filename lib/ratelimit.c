@@ -65,6 +65,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+/* um_error_set() returns its code, but from another file; spelling the code out here lets
+ * clang-analyzer follow the error paths. */
+#define RL_FAIL(err, code, ...) ((void)um_error_set((err), (code), __VA_ARGS__), (code))
+
 /* --- small helpers ------------------------------------------------------------------ */
 
 static unsigned char
@@ -100,10 +104,10 @@ static enum um_status
 rl_norm(struct um_str key, char *buf, struct um_error *err)
 {
     if (key.p == NULL || key.len == 0)
-        return um_error_set(err, UM_EINVAL, "ratelimit: empty key");
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: empty key");
     if (key.len > UM_RATELIMIT_KEY_MAX) {
-        return um_error_set(err, UM_EINVAL, "ratelimit: key of %zu bytes (max %d)", key.len,
-                            UM_RATELIMIT_KEY_MAX);
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: key of %zu bytes (max %d)", key.len,
+                       UM_RATELIMIT_KEY_MAX);
     }
     for (size_t i = 0; i < key.len; i++)
         buf[i] = (char)rl_lower((unsigned char)key.p[i]);
@@ -115,7 +119,7 @@ static enum um_status
 rl_check_now(int64_t now, struct um_error *err)
 {
     if (now < 0 || now > (int64_t)UINT32_MAX)
-        return um_error_set(err, UM_EINVAL, "ratelimit: time %lld out of range", (long long)now);
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: time %lld out of range", (long long)now);
     return UM_OK;
 }
 
@@ -243,21 +247,20 @@ um_ratelimit_pattern_check(struct um_str pattern, struct um_error *err)
     char q[96];
 
     if (pattern.p == NULL || pattern.len == 0)
-        return um_error_set(err, UM_EINVAL, "ratelimit: empty pattern");
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: empty pattern");
     if (pattern.len > UM_RATELIMIT_KEY_MAX) {
-        return um_error_set(err, UM_EINVAL, "ratelimit: pattern of %zu bytes (max %d)", pattern.len,
-                            UM_RATELIMIT_KEY_MAX);
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: pattern of %zu bytes (max %d)", pattern.len,
+                       UM_RATELIMIT_KEY_MAX);
     }
     if (pattern.p[0] == '@') {
         size_t skip = (pattern.len > 1 && pattern.p[1] == '.') ? 2 : 1;
         if (pattern.len == skip) {
-            return um_error_set(err, UM_EINVAL, "ratelimit: pattern \"%s\" has no domain",
-                                rl_quote(pattern.p, pattern.len, q, sizeof(q)));
+            return RL_FAIL(err, UM_EINVAL, "ratelimit: pattern \"%s\" has no domain",
+                           rl_quote(pattern.p, pattern.len, q, sizeof(q)));
         }
         if (memchr(pattern.p + 1, '@', pattern.len - 1) != NULL) {
-            return um_error_set(err, UM_EINVAL,
-                                "ratelimit: pattern \"%s\" has '@' inside its domain",
-                                rl_quote(pattern.p, pattern.len, q, sizeof(q)));
+            return RL_FAIL(err, UM_EINVAL, "ratelimit: pattern \"%s\" has '@' inside its domain",
+                           rl_quote(pattern.p, pattern.len, q, sizeof(q)));
         }
     }
     return UM_OK;
@@ -276,6 +279,63 @@ rl_policy_destroy(struct um_ratelimit_policy *p)
     free(p);
 }
 
+/* Checks rule i and appends it, lower-cased, to the array its pattern shape selects. */
+static enum um_status
+rl_rule_add(struct um_ratelimit_policy *p, const struct um_ratelimit_rule *r, size_t i,
+            struct um_error *err)
+{
+    struct rl_rules *all[3] = {&p->exact, &p->domain, &p->sub};
+    struct um_error e2;
+    size_t skip = 0, k = 0;
+
+    if (um_ratelimit_pattern_check(r->pattern, &e2) != UM_OK)
+        return RL_FAIL(err, UM_EINVAL, "rule %zu: %s", i + 1, e2.msg);
+    if (r->kind != UM_RATELIMIT_RULE_LIMIT && r->kind != UM_RATELIMIT_RULE_EXEMPT)
+        return RL_FAIL(err, UM_EINVAL, "rule %zu: bad kind %d", i + 1, (int)r->kind);
+    if (r->kind == UM_RATELIMIT_RULE_LIMIT && r->limit > UM_RATELIMIT_MAX_LIMIT) {
+        return RL_FAIL(err, UM_EINVAL, "rule %zu: limit %u above %d", i + 1, r->limit,
+                       UM_RATELIMIT_MAX_LIMIT);
+    }
+    if (r->pattern.p[0] == '@') {
+        bool sub = r->pattern.p[1] == '.';
+        skip = sub ? 2 : 1;
+        k = sub ? 2 : 1;
+    }
+    struct rl_rule *dst = &all[k]->v[all[k]->n];
+    dst->len = r->pattern.len - skip;
+    dst->pat = malloc(dst->len + 1);
+    if (dst->pat == NULL)
+        return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
+    for (size_t j = 0; j < dst->len; j++)
+        dst->pat[j] = (char)rl_lower((unsigned char)r->pattern.p[skip + j]);
+    dst->pat[dst->len] = '\0';
+    dst->exempt = r->kind == UM_RATELIMIT_RULE_EXEMPT;
+    dst->limit = dst->exempt ? 0 : r->limit;
+    dst->index = i;
+    all[k]->n++;
+    return UM_OK;
+}
+
+/* Sorts one array and rejects duplicates, naming the later rule as the user wrote it. */
+static enum um_status
+rl_rules_sort(struct rl_rules *r, const struct um_ratelimit_rule *rules, struct um_error *err)
+{
+    char q[96];
+
+    if (r->n < 2)
+        return UM_OK;
+    qsort(r->v, r->n, sizeof(struct rl_rule), rl_rule_cmp);
+    for (size_t i = 1; i < r->n; i++) {
+        const struct rl_rule *a = &r->v[i - 1], *b = &r->v[i];
+        if (rl_bytes_cmp(a->pat, a->len, b->pat, b->len) == 0) {
+            const struct um_str orig = rules[b->index].pattern;
+            return RL_FAIL(err, UM_EINVAL, "rule %zu: duplicate pattern \"%s\"", b->index + 1,
+                           rl_quote(orig.p, orig.len, q, sizeof(q)));
+        }
+    }
+    return UM_OK;
+}
+
 enum um_status
 um_ratelimit_policy_new(unsigned limit, unsigned window, const struct um_ratelimit_rule *rules,
                         size_t nrules, struct um_ratelimit_policy **out, struct um_error *err)
@@ -283,85 +343,34 @@ um_ratelimit_policy_new(unsigned limit, unsigned window, const struct um_ratelim
     struct um_ratelimit_policy *p;
     struct rl_rules *all[3];
     enum um_status st = UM_OK;
-    char q[96];
 
     *out = NULL;
     if (limit > UM_RATELIMIT_MAX_LIMIT) {
-        return um_error_set(err, UM_EINVAL, "ratelimit: limit %u above %d", limit,
-                            UM_RATELIMIT_MAX_LIMIT);
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: limit %u above %d", limit,
+                       UM_RATELIMIT_MAX_LIMIT);
     }
     if (window == 0 || window > UM_RATELIMIT_MAX_WINDOW) {
-        return um_error_set(err, UM_EINVAL, "ratelimit: window %u not in 1..%u", window,
-                            UM_RATELIMIT_MAX_WINDOW);
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: window %u not in 1..%u", window,
+                       UM_RATELIMIT_MAX_WINDOW);
     }
     p = calloc(1, sizeof(*p));
     if (p == NULL)
-        return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+        return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
     atomic_init(&p->refs, 1);
     p->limit = limit;
     p->window = window;
     all[0] = &p->exact;
     all[1] = &p->domain;
     all[2] = &p->sub;
-    for (size_t k = 0; k < 3 && nrules > 0; k++) {
+    for (size_t k = 0; k < 3 && nrules > 0 && st == UM_OK; k++) {
         all[k]->v = calloc(nrules, sizeof(struct rl_rule));
-        if (all[k]->v == NULL) {
-            st = um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
-            goto out;
-        }
+        if (all[k]->v == NULL)
+            st = RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
     }
-    for (size_t i = 0; i < nrules; i++) {
-        const struct um_ratelimit_rule *r = &rules[i];
-        struct um_error e2;
-        if (um_ratelimit_pattern_check(r->pattern, &e2) != UM_OK) {
-            st = um_error_set(err, UM_EINVAL, "rule %zu: %s", i + 1, e2.msg);
-            goto out;
-        }
-        if (r->kind != UM_RATELIMIT_RULE_LIMIT && r->kind != UM_RATELIMIT_RULE_EXEMPT) {
-            st = um_error_set(err, UM_EINVAL, "rule %zu: bad kind %d", i + 1, (int)r->kind);
-            goto out;
-        }
-        if (r->kind == UM_RATELIMIT_RULE_LIMIT && r->limit > UM_RATELIMIT_MAX_LIMIT) {
-            st = um_error_set(err, UM_EINVAL, "rule %zu: limit %u above %d", i + 1, r->limit,
-                              UM_RATELIMIT_MAX_LIMIT);
-            goto out;
-        }
-        size_t skip = 0, k = 0;
-        if (r->pattern.p[0] == '@') {
-            bool sub = r->pattern.p[1] == '.';
-            skip = sub ? 2 : 1;
-            k = sub ? 2 : 1;
-        }
-        struct rl_rule *dst = &all[k]->v[all[k]->n];
-        dst->len = r->pattern.len - skip;
-        dst->pat = malloc(dst->len + 1);
-        if (dst->pat == NULL) {
-            st = um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
-            goto out;
-        }
-        for (size_t j = 0; j < dst->len; j++)
-            dst->pat[j] = (char)rl_lower((unsigned char)r->pattern.p[skip + j]);
-        dst->pat[dst->len] = '\0';
-        dst->exempt = r->kind == UM_RATELIMIT_RULE_EXEMPT;
-        dst->limit = dst->exempt ? 0 : r->limit;
-        dst->index = i;
-        all[k]->n++;
-    }
-    for (size_t k = 0; k < 3; k++) {
-        if (all[k]->n == 0)
-            continue;
-        qsort(all[k]->v, all[k]->n, sizeof(struct rl_rule), rl_rule_cmp);
-        for (size_t i = 1; i < all[k]->n; i++) {
-            const struct rl_rule *a = &all[k]->v[i - 1], *b = &all[k]->v[i];
-            if (rl_bytes_cmp(a->pat, a->len, b->pat, b->len) == 0) {
-                const struct um_str orig = rules[b->index].pattern;
-                st = um_error_set(err, UM_EINVAL, "rule %zu: duplicate pattern \"%s\"",
-                                  b->index + 1, rl_quote(orig.p, orig.len, q, sizeof(q)));
-                goto out;
-            }
-        }
-    }
-out:
+    for (size_t i = 0; i < nrules && st == UM_OK; i++)
+        st = rl_rule_add(p, &rules[i], i, err);
+    for (size_t k = 0; k < 3 && st == UM_OK; k++)
+        st = rl_rules_sort(all[k], rules, err);
     if (st != UM_OK) {
         rl_policy_destroy(p);
         return st;
@@ -696,7 +705,8 @@ static void
 rl_grow_buckets(struct rl_shard *sh)
 {
     size_t nb = sh->nbuckets * 2;
-    struct rl_entry **b = calloc(nb, sizeof(*b));
+    struct rl_entry **b =
+        calloc(nb, sizeof(*b)); /* NOLINT(bugprone-sizeof-expression): array of pointers */
 
     if (b == NULL)
         return; /* longer chains, still correct */
@@ -760,12 +770,12 @@ um_ratelimit_new(const struct um_ratelimit_opts *opts, struct um_ratelimit_polic
         o.shards = (unsigned)o.max_senders;
     rl = calloc(1, sizeof(*rl));
     if (rl == NULL)
-        return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+        return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
     rl->shards = calloc(o.shards, sizeof(*rl->shards));
     if (rl->shards == NULL || pthread_mutex_init(&rl->policy_mu, NULL) != 0) {
         free(rl->shards);
         free(rl);
-        return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+        return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
     }
     rl->max_senders = o.max_senders;
     rl->seed[0] = o.seed[0];
@@ -774,12 +784,13 @@ um_ratelimit_new(const struct um_ratelimit_opts *opts, struct um_ratelimit_polic
     for (unsigned i = 0; i < o.shards; i++) {
         struct rl_shard *sh = &rl->shards[i];
         sh->nbuckets = 16;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
         sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
         if (sh->buckets == NULL || pthread_mutex_init(&sh->mu, NULL) != 0) {
             free(sh->buckets);
             rl->nshards = i;
             um_ratelimit_free(rl);
-            return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+            return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
         }
         /* Even split; the first max % shards shards take one more. */
         sh->cap = o.max_senders / o.shards + (i < o.max_senders % o.shards ? 1 : 0);
@@ -858,8 +869,8 @@ um_ratelimit_reserve(struct um_ratelimit *rl, struct um_str key, unsigned n, int
     if ((st = rl_norm(key, k, err)) != UM_OK || (st = rl_check_now(now, err)) != UM_OK)
         return st;
     if (n == 0 || n > UM_RATELIMIT_MAX_LIMIT) {
-        return um_error_set(err, UM_EINVAL, "ratelimit: %u recipients not in 1..%d", n,
-                            UM_RATELIMIT_MAX_LIMIT);
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: %u recipients not in 1..%d", n,
+                       UM_RATELIMIT_MAX_LIMIT);
     }
     h = rl_hash(rl->seed, k, key.len);
     sh = rl_shard_of(rl, h);
@@ -879,7 +890,7 @@ um_ratelimit_reserve(struct um_ratelimit *rl, struct um_str key, unsigned n, int
         e = rl_insert(sh, h, k, key.len, limit, (uint32_t)now, &d->evicted_active);
         if (e == NULL) {
             (void)pthread_mutex_unlock(&sh->mu);
-            return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+            return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
         }
     } else {
         rl_refresh(sh, e);
@@ -895,7 +906,7 @@ um_ratelimit_reserve(struct um_ratelimit *rl, struct um_str key, unsigned n, int
     if (e->n + n <= e->limit) {
         if (!rl_reserve_ring(e, e->n + n)) {
             (void)pthread_mutex_unlock(&sh->mu);
-            return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+            return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
         }
         for (unsigned i = 0; i < n; i++)
             rl_push(e, t);
@@ -1015,8 +1026,8 @@ um_ratelimit_reset(struct um_ratelimit *rl, struct um_str key, struct um_error *
         rl_remove(sh, e);
     (void)pthread_mutex_unlock(&sh->mu);
     if (e == NULL) {
-        return um_error_set(err, UM_ENOENT, "ratelimit: \"%s\" is not tracked",
-                            rl_quote(k, key.len, q, sizeof(q)));
+        return RL_FAIL(err, UM_ENOENT, "ratelimit: \"%s\" is not tracked",
+                       rl_quote(k, key.len, q, sizeof(q)));
     }
     return UM_OK;
 }
@@ -1155,6 +1166,8 @@ struct rl_buf {
 static bool
 rl_buf_put(struct rl_buf *b, const char *s, size_t len)
 {
+    if (len == 0)
+        return true;
     if (b->cap - b->len < len) {
         size_t c = b->cap == 0 ? 4096 : b->cap;
         while (c - b->len < len)
@@ -1221,8 +1234,8 @@ rl_io_error(struct um_error *err, const char *path, const char *what, int errnum
 {
     char eb[128];
 
-    return um_error_set(err, UM_EIO, "ratelimit: %s: %s: %s", path, what,
-                        um_strerror(errnum, eb, sizeof(eb)));
+    return RL_FAIL(err, UM_EIO, "ratelimit: %s: %s: %s", path, what,
+                   um_strerror(errnum, eb, sizeof(eb)));
 }
 
 /* fsync the directory holding path, so the rename itself is durable. */
@@ -1240,7 +1253,7 @@ rl_sync_dir(const char *path, struct um_error *err)
         dir = strndup(path, len);
     }
     if (dir == NULL)
-        return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+        return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
     fd = open(dir, O_RDONLY);
     if (fd < 0) {
         int e = errno;
@@ -1269,7 +1282,7 @@ um_ratelimit_save(struct um_ratelimit *rl, const char *path, int64_t now, struct
     int fd = -1, rc;
 
     if (tmp == NULL)
-        return um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+        return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
     if ((st = rl_check_now(now, err)) != UM_OK)
         goto out;
     memcpy(tmp, path, plen);
@@ -1297,7 +1310,7 @@ um_ratelimit_save(struct um_ratelimit *rl, const char *path, int64_t now, struct
             ok = rl_save_entry(&b, e, (uint32_t)now, window, &records);
         (void)pthread_mutex_unlock(&sh->mu);
         if (!ok) {
-            st = um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
+            st = RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
             goto out;
         }
         if (b.len > 0 && fwrite(b.p, 1, b.len, f) != b.len) {
@@ -1491,7 +1504,82 @@ rl_rec_cmp(const void *a, const void *b)
     return x->line < y->line ? -1 : x->line > y->line ? 1 : 0;
 }
 
-/* Reads and checks the whole file; *recs is filled only on UM_OK. */
+/* Line 1.  A defect sets *why; a version we do not speak is its own error. */
+static enum um_status
+rl_parse_header(const char *line, const char *path, const char **why, struct um_error *err)
+{
+    unsigned long v;
+    char tail;
+
+    if (sscanf(line, "unimilter-ratelimit %lu%c", &v, &tail) != 2 || tail != '\n') {
+        *why = "not a unimilter rate-limit snapshot";
+        return UM_OK;
+    }
+    if (v != UM_RATELIMIT_SNAPSHOT_VERSION) {
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line 1: unsupported version %lu (want %d)",
+                       path, v, UM_RATELIMIT_SNAPSHOT_VERSION);
+    }
+    return UM_OK;
+}
+
+/* "end COUNT": COUNT must match the records read. */
+static enum um_status
+rl_parse_end(const char *line, size_t lineno, const struct rl_recs *recs, const char *path,
+             const char **why, struct um_error *err)
+{
+    const char *p = line + 4;
+    uint32_t count;
+
+    if (!rl_parse_u32(&p, UINT32_MAX, &count) || *p != '\n') {
+        *why = "bad end line";
+        return UM_OK;
+    }
+    if (count != recs->n) {
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: end says %lu keys, found %zu",
+                       path, lineno, (unsigned long)count, recs->n);
+    }
+    return UM_OK;
+}
+
+static enum um_status
+rl_parse_append(const char *line, size_t lineno, struct rl_recs *recs, const char **why,
+                struct um_error *err)
+{
+    if (recs->n == recs->cap) {
+        size_t c = recs->cap == 0 ? 64 : recs->cap * 2;
+        struct rl_rec *v = realloc(recs->v, c * sizeof(*v));
+        if (v == NULL)
+            return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
+        recs->v = v;
+        recs->cap = c;
+    }
+    struct rl_rec *r = &recs->v[recs->n];
+    memset(r, 0, sizeof(*r));
+    r->line = lineno;
+    recs->n++; /* counted even when bad, so rl_recs_free() sees it */
+    (void)rl_parse_record(line, r, why);
+    return UM_OK;
+}
+
+static enum um_status
+rl_check_dups(struct rl_recs *recs, const char *path, struct um_error *err)
+{
+    char q[64];
+
+    if (recs->n < 2)
+        return UM_OK;
+    qsort(recs->v, recs->n, sizeof(*recs->v), rl_rec_cmp);
+    for (size_t i = 1; i < recs->n; i++) {
+        const struct rl_rec *a = &recs->v[i - 1], *b = &recs->v[i];
+        if (rl_bytes_cmp(a->key, a->key_len, b->key, b->key_len) == 0) {
+            return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: duplicate key \"%s\"", path,
+                           b->line, rl_quote(b->key, b->key_len, q, sizeof(q)));
+        }
+    }
+    return UM_OK;
+}
+
+/* Reads and checks the whole file; the caller frees *recs either way. */
 static enum um_status
 rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, struct um_error *err)
 {
@@ -1501,102 +1589,40 @@ rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, struct um_error *
     bool ended = false;
     const char *why = NULL;
     enum um_status st = UM_OK;
-    char q[64];
 
-    while ((len = getline(&line, &lcap, f)) >= 0) {
+    while (st == UM_OK && why == NULL && (len = getline(&line, &lcap, f)) >= 0) {
         lineno++;
-        if (len == 0 || line[len - 1] != '\n') {
+        if (len == 0 || line[len - 1] != '\n')
             why = "truncated line (no newline)";
-            break;
-        }
-        if ((size_t)len != strlen(line)) {
+        else if ((size_t)len != strlen(line))
             why = "NUL byte";
-            break;
-        }
-        if (ended) {
+        else if (ended)
             why = "data after the end line";
-            break;
-        }
-        if (lineno == 1) {
-            unsigned long v;
-            char tail;
-            if (sscanf(line, "unimilter-ratelimit %lu%c", &v, &tail) != 2 || tail != '\n') {
-                why = "not a unimilter rate-limit snapshot";
-                break;
-            }
-            if (v != UM_RATELIMIT_SNAPSHOT_VERSION) {
-                st = um_error_set(err, UM_EINVAL,
-                                  "ratelimit: %s: line 1: unsupported version %lu (want %d)", path,
-                                  v, UM_RATELIMIT_SNAPSHOT_VERSION);
-                goto out;
-            }
-            continue;
-        }
-        if (strncmp(line, "end ", 4) == 0) {
-            const char *p = line + 4;
-            uint32_t count;
-            if (!rl_parse_u32(&p, UINT32_MAX, &count) || *p != '\n') {
-                why = "bad end line";
-                break;
-            }
-            if (count != recs->n) {
-                st = um_error_set(err, UM_EINVAL,
-                                  "ratelimit: %s: line %zu: end says %lu keys, found %zu", path,
-                                  lineno, (unsigned long)count, recs->n);
-                goto out;
-            }
-            ended = true;
-            continue;
-        }
-        if (recs->n == recs->cap) {
-            size_t c = recs->cap == 0 ? 64 : recs->cap * 2;
-            struct rl_rec *v = realloc(recs->v, c * sizeof(*v));
-            if (v == NULL) {
-                st = um_error_set(err, UM_ENOMEM, "ratelimit: out of memory");
-                goto out;
-            }
-            recs->v = v;
-            recs->cap = c;
-        }
-        struct rl_rec *r = &recs->v[recs->n];
-        memset(r, 0, sizeof(*r));
-        r->line = lineno;
-        recs->n++; /* counted even when bad, so rl_recs_free() sees it */
-        if (!rl_parse_record(line, r, &why))
-            break;
+        else if (lineno == 1)
+            st = rl_parse_header(line, path, &why, err);
+        else if (strncmp(line, "end ", 4) == 0)
+            ended =
+                (st = rl_parse_end(line, lineno, recs, path, &why, err)) == UM_OK && why == NULL;
+        else
+            st = rl_parse_append(line, lineno, recs, &why, err);
     }
+    free(line);
+    if (st != UM_OK)
+        return st;
     if (why == NULL && ferror(f)) {
         char eb[128];
-        st = um_error_set(err, UM_EIO, "ratelimit: %s: read: %s", path,
-                          um_strerror(errno, eb, sizeof(eb)));
-        goto out;
+        return RL_FAIL(err, UM_EIO, "ratelimit: %s: read: %s", path,
+                       um_strerror(errno, eb, sizeof(eb)));
     }
-    if (why != NULL) {
-        st = um_error_set(err, UM_EINVAL, "ratelimit: %s: line %zu: %s", path, lineno, why);
-        goto out;
-    }
-    if (lineno == 0) {
-        st = um_error_set(err, UM_EINVAL, "ratelimit: %s: empty file", path);
-        goto out;
-    }
+    if (why != NULL)
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: %s", path, lineno, why);
+    if (lineno == 0)
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: empty file", path);
     if (!ended) {
-        st = um_error_set(err, UM_EINVAL, "ratelimit: %s: line %zu: truncated (no end line)", path,
-                          lineno + 1);
-        goto out;
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: truncated (no end line)", path,
+                       lineno + 1);
     }
-    if (recs->n > 1)
-        qsort(recs->v, recs->n, sizeof(*recs->v), rl_rec_cmp);
-    for (size_t i = 1; i < recs->n; i++) {
-        const struct rl_rec *a = &recs->v[i - 1], *b = &recs->v[i];
-        if (rl_bytes_cmp(a->key, a->key_len, b->key, b->key_len) == 0) {
-            st = um_error_set(err, UM_EINVAL, "ratelimit: %s: line %zu: duplicate key \"%s\"", path,
-                              b->line, rl_quote(b->key, b->key_len, q, sizeof(q)));
-            goto out;
-        }
-    }
-out:
-    free(line);
-    return st;
+    return rl_check_dups(recs, path, err);
 }
 
 static int
@@ -1717,8 +1743,8 @@ um_ratelimit_load(struct um_ratelimit *rl, const char *path, int64_t now, size_t
         for (size_t i = 0; i < recs.n; i++) {
             bool applied;
             if (!rl_apply(rl, &recs.v[i], (uint32_t)now, &applied)) {
-                st = um_error_set(err, UM_ENOMEM, "ratelimit: %s: out of memory after %zu keys",
-                                  path, count);
+                st = RL_FAIL(err, UM_ENOMEM, "ratelimit: %s: out of memory after %zu keys", path,
+                             count);
                 break;
             }
             count += applied ? 1 : 0;

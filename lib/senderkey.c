@@ -25,6 +25,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* um_error_set() returns its code, but from another file; spelling the code out here lets
+ * clang-analyzer follow the error paths. */
+#define SK_FAIL(err, code, ...) ((void)um_error_set((err), (code), __VA_ARGS__), (code))
+
 static const struct {
     enum um_senderkey_source src;
     const char *name;
@@ -115,10 +119,10 @@ um_senderkey_source_parse(struct um_str name, enum um_senderkey_source *out, str
             return UM_OK;
         }
     }
-    return um_error_set(err, UM_EINVAL,
-                        "unknown sender key source \"%s\" (want sasl, sender, sender_domain, "
-                        "client_ip or uid)",
-                        senderkey_quote(name, q, sizeof(q)));
+    return SK_FAIL(err, UM_EINVAL,
+                   "unknown sender key source \"%s\" (want sasl, sender, sender_domain, "
+                   "client_ip or uid)",
+                   senderkey_quote(name, q, sizeof(q)));
 }
 
 void
@@ -147,13 +151,13 @@ um_senderkey_order_add(struct um_senderkey_order *order, struct um_str name, str
         return st;
     for (size_t i = 0; i < order->n; i++) {
         if (order->src[i] == src) {
-            return um_error_set(err, UM_EINVAL, "sender key source \"%s\" listed twice",
-                                um_senderkey_source_name(src));
+            return SK_FAIL(err, UM_EINVAL, "sender key source \"%s\" listed twice",
+                           um_senderkey_source_name(src));
         }
     }
     /* Five distinct sources cannot overflow five slots; checked anyway. */
     if (order->n >= UM_SENDERKEY_MAX_SOURCES)
-        return um_error_set(err, UM_EINVAL, "too many sender key sources");
+        return SK_FAIL(err, UM_EINVAL, "too many sender key sources");
     order->src[order->n++] = src;
     return UM_OK;
 }
@@ -292,33 +296,33 @@ um_senderkey_received_uid(struct um_str value, uint32_t *uid, struct um_error *e
 
     (void)senderkey_fws(value, &pos);
     if (!senderkey_word(value, &pos, "by") || senderkey_fws(value, &pos) == 0)
-        return um_error_set(err, UM_ENOENT, "received: does not start with \"by HOST\"");
+        return SK_FAIL(err, UM_ENOENT, "received: does not start with \"by HOST\"");
     if (senderkey_token(value, &pos, "()") == 0 || senderkey_fws(value, &pos) == 0)
-        return um_error_set(err, UM_ENOENT, "received: no host after \"by\"");
+        return SK_FAIL(err, UM_ENOENT, "received: no host after \"by\"");
     if (pos >= value.len || value.p[pos] != '(')
-        return um_error_set(err, UM_ENOENT, "received: no comment after the host");
+        return SK_FAIL(err, UM_ENOENT, "received: no comment after the host");
     pos++;
     if (senderkey_token(value, &pos, "(),") == 0 || pos >= value.len || value.p[pos] != ',')
-        return um_error_set(err, UM_ENOENT, "received: comment is not \"(NAME, from userid N)\"");
+        return SK_FAIL(err, UM_ENOENT, "received: comment is not \"(NAME, from userid N)\"");
     pos++;
     (void)senderkey_fws(value, &pos);
     if (!senderkey_word(value, &pos, "from") || senderkey_fws(value, &pos) == 0
         || !senderkey_word(value, &pos, "userid") || senderkey_fws(value, &pos) == 0) {
-        return um_error_set(err, UM_ENOENT, "received: comment is not \"(NAME, from userid N)\"");
+        return SK_FAIL(err, UM_ENOENT, "received: comment is not \"(NAME, from userid N)\"");
     }
     while (pos < value.len && value.p[pos] >= '0' && value.p[pos] <= '9') {
         if (++digits > 10)
-            return um_error_set(err, UM_ENOENT, "received: uid too long");
+            return SK_FAIL(err, UM_ENOENT, "received: uid too long");
         n = n * 10 + (uint64_t)(value.p[pos] - '0');
         pos++;
     }
     if (digits == 0)
-        return um_error_set(err, UM_ENOENT, "received: no uid after \"userid\"");
+        return SK_FAIL(err, UM_ENOENT, "received: no uid after \"userid\"");
     if (n >= UINT32_MAX)
-        return um_error_set(err, UM_ENOENT, "received: uid out of range");
+        return SK_FAIL(err, UM_ENOENT, "received: uid out of range");
     (void)senderkey_fws(value, &pos);
     if (pos >= value.len || value.p[pos] != ')')
-        return um_error_set(err, UM_ENOENT, "received: junk after the uid");
+        return SK_FAIL(err, UM_ENOENT, "received: junk after the uid");
     *uid = (uint32_t)n;
     return UM_OK;
 }
@@ -332,8 +336,8 @@ senderkey_put(struct um_senderkey *out, enum um_senderkey_source src, struct um_
     size_t plen = strlen(prefix);
 
     if (value.len > UM_SENDERKEY_MAX - plen) {
-        return um_error_set(err, UM_ELIMIT, "sender key too long (%s, %zu bytes, max %d)",
-                            um_senderkey_source_name(src), plen + value.len, UM_SENDERKEY_MAX);
+        return SK_FAIL(err, UM_ELIMIT, "sender key too long (%s, %zu bytes, max %d)",
+                       um_senderkey_source_name(src), plen + value.len, UM_SENDERKEY_MAX);
     }
     memcpy(out->key, prefix, plen);
     for (size_t i = 0; i < value.len; i++)
@@ -382,5 +386,5 @@ um_senderkey_derive(const struct um_senderkey_order *order, const struct um_send
             break;
         }
     }
-    return um_error_set(err, UM_ENOENT, "no sender key source yielded a value");
+    return SK_FAIL(err, UM_ENOENT, "no sender key source yielded a value");
 }
