@@ -1,0 +1,125 @@
+# tests/milter/lib.sh - start the built daemon on a private socket and drive it with
+# miltertest (no MTA). Sourced by tests/milter/t_*.sh; ctest sets UM_BIN and UM_SRC.
+set -euo pipefail
+
+UM_BIN=${UM_BIN:?UM_BIN must point at the built unimilter}
+UM_SRC=${UM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        if [ "${CI:-}" = "true" ]; then
+            echo "FAIL: $1 is not installed (CI installs it: tools/test.sh)" >&2
+            exit 1
+        fi
+        echo "SKIP: $1 is not installed" >&2
+        exit 77
+    fi
+}
+need miltertest
+
+T=$(mktemp -d /tmp/um-milter.XXXXXX)
+chmod 0755 "$T"
+# Like systemd's RuntimeDirectory=: the socket directory belongs to the user we drop to.
+[ "$(id -u)" = 0 ] && chown nobody "$T"
+UM_PID=
+cleanup() {
+    if [ -n "$UM_PID" ] && kill -0 "$UM_PID" 2>/dev/null; then
+        kill -KILL "$UM_PID" 2>/dev/null || true
+    fi
+    if [ "${KEEP:-}" = "" ]; then rm -rf "$T"; else echo "kept $T" >&2; fi
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    if [ -f "$T/log" ]; then echo "--- daemon log:" >&2; tail -n 40 "$T/log" >&2; fi
+    exit 1
+}
+
+# write_conf FILE [extra libconfig text]: a config on the private socket, stderr logs,
+# trace header on, the example's mode rules.
+write_conf() {
+    local f=$1; shift
+    cat >"$f" <<CONF
+socket = "unix:$T/um.sock";
+socket_mode = "0666";
+user = "nobody";
+shutdown_timeout = 10;
+log = { target = "stderr"; level = "debug"; };
+debug = { trace_header = true; };
+mode = {
+    default = "inbound";
+    rules = (
+        { daemon_name = "ORIGINATING"; mode = "outbound"; },
+        { daemon_name = "MSA"; mode = "outbound"; },
+        { daemon_port = 587; mode = "outbound"; },
+        { daemon_port = 465; mode = "outbound"; },
+        { daemon_name = "skipme"; mode = "skip"; }
+    );
+};
+${1:-}
+CONF
+}
+
+# um_start CONF [extra args]: start in the foreground (background job), wait for the socket.
+um_start() {
+    local conf=$1; shift
+    "$UM_BIN" -c "$conf" "$@" >>"$T/log" 2>&1 &
+    UM_PID=$!
+    local sock
+    sock=$(sed -n 's/^socket = "unix:\(.*\)";$/\1/p' "$conf")
+    for a in "$@"; do case $a in unix:*) sock=${a#unix:} ;; esac; done
+    for _ in $(seq 1 100); do
+        [ -S "$sock" ] && grep -q "listening on" "$T/log" && return 0
+        kill -0 "$UM_PID" 2>/dev/null || fail "unimilter exited at startup"
+        sleep 0.05
+    done
+    fail "socket $sock did not appear"
+}
+
+# um_stop: SIGTERM, wait, return its exit status in UM_RC.
+um_stop() {
+    kill -TERM "$UM_PID"
+    UM_RC=0
+    wait "$UM_PID" || UM_RC=$?
+    UM_PID=
+}
+
+# mt_session NAME DAEMON_NAME DAEMON_PORT EXPECT [SLEEP_MID] : one message through
+# miltertest; EXPECT is the X-Unimilter-Mode value, or "accept-at-mail" for skip.
+mt_session() {
+    local name=$1 dname=$2 dport=$3 expect=$4 mid=${5:-0} sock=${SOCK:-$T/um.sock}
+    local macros="" macroline="-- no connect macros"
+    [ -n "$dname" ] && macros="$macros, \"{daemon_name}\", \"$dname\""
+    [ -n "$dport" ] && macros="$macros, \"{daemon_port}\", \"$dport\""
+    [ -n "$macros" ] && macroline="mt.macro(conn, SMFIC_CONNECT $macros)"
+    cat >"$T/$name.lua" <<LUA
+local conn = mt.connect("unix:$sock", 40, 0.1)
+if conn == nil then error("connect failed") end
+$macroline
+if mt.conninfo(conn, "client.example", "192.0.2.7") ~= nil then error("conninfo failed") end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then error("connect not continued") end
+if mt.helo(conn, "client.example") ~= nil then error("helo failed") end
+if mt.mailfrom(conn, "<alice@example.org>") ~= nil then error("mail failed") end
+if "$expect" == "accept-at-mail" then
+    if mt.getreply(conn) ~= SMFIR_ACCEPT then error("skip: MAIL FROM was not accepted") end
+    mt.disconnect(conn)
+    return
+end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then error("mail not continued") end
+if mt.rcptto(conn, "<bob@example.net>") ~= nil then error("rcpt failed") end
+if mt.header(conn, "From", "Alice <alice@example.org>") ~= nil then error("header failed") end
+if mt.header(conn, "Subject", "test $name") ~= nil then error("header failed") end
+if mt.eoh(conn) ~= nil then error("eoh failed") end
+if $mid > 0 then mt.sleep($mid) end
+if mt.bodystring(conn, "hello\r\n") ~= nil then error("body failed") end
+if mt.eom(conn) ~= nil then error("eom failed") end
+-- miltertest offers SMFIP_HDR_LEADSPC and we take it, so the value carries its space.
+if not mt.eom_check(conn, MT_HDRINSERT, "X-Unimilter-Mode", " $expect") then
+    error("no X-Unimilter-Mode: $expect header inserted")
+end
+if mt.getreply(conn) ~= SMFIR_ACCEPT then error("eom not accepted") end
+mt.disconnect(conn)
+LUA
+    miltertest -s "$T/$name.lua" >"$T/$name.out" 2>&1 || { cat "$T/$name.out" >&2; return 1; }
+}

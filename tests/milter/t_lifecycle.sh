@@ -1,0 +1,85 @@
+#!/bin/bash
+# Lifecycle: SIGHUP and SIGUSR1 reload without cutting sessions (a connection keeps the
+# snapshot it started with); a bad new config is refused and the old one keeps serving;
+# a burst of SIGHUPs under traffic fails no session; SIGTERM lets a message in flight
+# finish, refuses new work, and exits 0.
+. "$(dirname "$0")/lib.sh"
+
+# A session that connects, waits $2 seconds, starts a message, waits $3 seconds after the
+# headers, ends the message and expects mode $4.
+slow_session() {
+    local name=$1 wait=$2 mid=$3 expect=$4
+    cat >"$T/$name.lua" <<LUA
+local conn = mt.connect("unix:$T/um.sock", 40, 0.1)
+if conn == nil then error("connect failed") end
+mt.macro(conn, SMFIC_CONNECT, "{daemon_name}", "ORIGINATING")
+if mt.conninfo(conn, "client.example", "192.0.2.7") ~= nil then error("conninfo failed") end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then error("connect not continued") end
+mt.sleep($wait)
+if mt.mailfrom(conn, "<alice@example.org>") ~= nil then error("mail failed") end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then error("mail not continued") end
+if mt.rcptto(conn, "<bob@example.net>") ~= nil then error("rcpt failed") end
+if mt.header(conn, "From", "alice@example.org") ~= nil then error("header failed") end
+if mt.eoh(conn) ~= nil then error("eoh failed") end
+mt.sleep($mid)
+if mt.bodystring(conn, "hello\r\n") ~= nil then error("body failed") end
+if mt.eom(conn) ~= nil then error("eom failed") end
+if not mt.eom_check(conn, MT_HDRINSERT, "X-Unimilter-Mode", " $expect") then error("want mode $expect") end
+if mt.getreply(conn) ~= SMFIR_ACCEPT then error("eom not accepted") end
+mt.disconnect(conn)
+LUA
+    miltertest -s "$T/$name.lua" >"$T/$name.out" 2>&1
+}
+
+write_conf "$T/um.conf"
+um_start "$T/um.conf"
+
+# 1. A connection open across a reload keeps its snapshot; new connections get the new one.
+slow_session pinned 1.5 0 outbound &
+pinned=$!
+sleep 0.5
+write_conf "$T/um.conf" 'mode2 = 1;'  # first: a bad config (unknown setting)
+kill -HUP "$UM_PID"
+sleep 0.3
+line=$(grep -n '^mode2' "$T/um.conf" | cut -d: -f1)
+grep -q "event=reload msg=\"new configuration rejected, the running one stays: $T/um.conf:$line: mode2: unknown setting\"" "$T/log" \
+    || fail "bad reload not reported with file:line"
+mt_session after_bad ORIGINATING "" outbound || fail "old config stopped serving after a bad reload"
+sed -e 's/daemon_name = "ORIGINATING"; mode = "outbound"/daemon_name = "ORIGINATING"; mode = "inbound"/' \
+    -e '/^mode2/d' "$T/um.conf" >"$T/um2.conf"
+mv "$T/um2.conf" "$T/um.conf"
+kill -USR1 "$UM_PID"
+sleep 0.3
+grep -q 'event=reload msg="configuration .* loaded"' "$T/log" || fail "SIGUSR1 did not reload"
+mt_session after_good ORIGINATING "" inbound || fail "new connection did not get the new config"
+wait "$pinned" || fail "session open across the reload failed: $(cat "$T/pinned.out")"
+
+# 2. A burst of SIGHUPs while sessions run: none fails, the daemon stays up.
+pids=
+for i in $(seq 1 6); do mt_session burst$i ORIGINATING "" inbound 0.3 & pids="$pids $!"; done
+for i in $(seq 1 20); do kill -HUP "$UM_PID"; sleep 0.05; done
+for j in $pids; do wait "$j" || fail "a session failed during the SIGHUP burst"; done
+kill -0 "$UM_PID" || fail "the daemon died during the SIGHUP burst"
+n=$(grep -c 'event=reload msg="configuration' "$T/log")
+[ "$n" -ge 15 ] || fail "only $n of 20 SIGHUPs reloaded"
+! grep -q "libmilter stopped without being asked" "$T/log" || fail "libmilter took a SIGHUP as stop"
+
+# 3. SIGTERM: the message in flight finishes; a new connection is turned away; exit 0.
+slow_session draining 0 2 inbound &
+inflight=$!
+sleep 0.5
+kill -TERM "$UM_PID"
+sleep 0.2
+cat >"$T/late.lua" <<LUA
+local conn = mt.connect("unix:$T/um.sock", 1, 0.1)
+if conn == nil then return end -- listener already closed: also a refusal
+if mt.conninfo(conn, "late.example", "192.0.2.8") ~= nil then return end
+if mt.getreply(conn) ~= SMFIR_TEMPFAIL then error("new connection accepted while draining") end
+LUA
+miltertest -s "$T/late.lua" >"$T/late.out" 2>&1 || fail "while draining: $(cat "$T/late.out")"
+wait "$inflight" || fail "the message in flight at SIGTERM failed: $(cat "$T/draining.out")"
+UM_RC=0; wait "$UM_PID" || UM_RC=$?
+UM_PID=
+[ "$UM_RC" = 0 ] || fail "exit status $UM_RC after SIGTERM"
+grep -q 'stopping: waiting up to 10 s for 1 message(s) in flight' "$T/log" || fail "drain not logged"
+echo "PASS t_lifecycle"
