@@ -294,7 +294,7 @@ main_apply_logging(struct um_daemon *d, const struct um_config *cfg, bool foregr
 }
 
 static void
-main_reload(struct um_daemon *d, const char *path, const char *sock_override)
+main_reload(struct um_daemon *d, const char *path, const char *sock, bool overridden)
 {
     struct um_config *ncfg, *old;
     struct um_error err = {0};
@@ -305,7 +305,7 @@ main_reload(struct um_daemon *d, const char *path, const char *sock_override)
         return;
     }
     old = um_daemon_config(d);
-    if (sock_override == NULL && strcmp(old->socket, ncfg->socket) != 0)
+    if (!overridden && strcmp(sock, ncfg->socket) != 0)
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "socket changed to %s: takes effect at the next restart", ncfg->socket);
     if (strcmp(old->user, ncfg->user) != 0 || (old->group == NULL) != (ncfg->group == NULL)
@@ -349,7 +349,8 @@ main_drain(struct um_daemon *d, struct main_milter *mm)
 }
 
 static int
-main_serve(struct um_daemon *d, const char *path, const char *sock, const struct main_ids *ids)
+main_serve(struct um_daemon *d, const char *path, const char *sock, bool overridden,
+           const struct main_ids *ids)
 {
     struct main_milter mm = {0};
     sigset_t set;
@@ -409,7 +410,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, const struct
             continue;
         while (read(main_sigpipe[0], &b, 1) == 1) {
             if ((b == SIGHUP || b == SIGUSR1) && !stopping) {
-                main_reload(d, path, sock);
+                main_reload(d, path, sock, overridden);
             } else if ((b == SIGTERM || b == SIGINT) && !stopping) {
                 stopping = true;
                 main_drain(d, &mm);
@@ -443,7 +444,7 @@ main(int argc, char **argv)
     struct main_ids ids;
     const char *path = UM_DEFAULT_CONFIG, *sock_override = NULL;
     bool check_only = false;
-    char msg[512];
+    char msg[512], *sock;
     int c, rc;
 
     while ((c = getopt(argc, argv, "c:p:nVh")) != -1) {
@@ -506,7 +507,12 @@ main(int argc, char **argv)
     d.cfg = cfg;
     main_apply_logging(&d, cfg, false);
     um_daemon_set(&d);
-    rc = main_serve(&d, path, sock_override != NULL ? sock_override : cfg->socket, &ids);
+    /* A copy: the snapshot that holds cfg->socket may be freed by a reload. */
+    sock = strdup(sock_override != NULL ? sock_override : cfg->socket);
+    if (sock == NULL)
+        return EX_OSERR;
+    rc = main_serve(&d, path, sock, sock_override != NULL, &ids);
+    free(sock);
     pthread_mutex_lock(&d.cfg_lock);
     um_config_unref(d.cfg);
     d.cfg = NULL;

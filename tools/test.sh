@@ -1,0 +1,14 @@
+#!/bin/sh
+# tools/test.sh - install everything the tests need, then build twice and run the suite:
+#   build/release  gcc, hardening flags, -Werror: must compile cleanly
+#   build/asan     gcc with ASan+UBSan (-fno-sanitize-recover): runs the whole ctest suite
+# Run as root on Debian 12 (the integration tests start a private Postfix and drop privileges).
+set -eu
+cd "$(dirname "$0")/.."
+tools/deps.sh test
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUM_WERROR=ON
+cmake --build build/release -j"$(nproc)"
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DUM_SANITIZE=ON -DUM_WERROR=ON
+cmake --build build/asan -j"$(nproc)"
+cd build/asan
+ctest --output-on-failure -j2
