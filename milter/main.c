@@ -85,11 +85,13 @@ sink_stderr(void *arg, enum um_log_level level, const char *line, size_t len)
         (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
+/* arg non-NULL: stderr is a terminal (an operator running it by hand); echo there too. */
 static void
 sink_syslog(void *arg, enum um_log_level level, const char *line, size_t len)
 {
-    (void)arg;
     syslog((int)level, "%.*s", (int)len, line);
+    if (arg != NULL)
+        sink_stderr(NULL, level, line, len);
 }
 
 static void
@@ -286,6 +288,7 @@ main_apply_logging(struct um_daemon *d, const struct um_config *cfg, bool foregr
 {
     if (cfg->log_target == UM_LOG_TARGET_SYSLOG && !foreground_stderr) {
         openlog("unimilter", LOG_PID | LOG_NDELAY, LOG_MAIL);
+        d->log.arg = isatty(STDERR_FILENO) ? (void *)d : NULL;
         d->log.sink = sink_syslog;
     } else {
         d->log.sink = sink_stderr;
