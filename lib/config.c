@@ -10,6 +10,8 @@
  * "mode.rules.[].field" in the table. Work is linear in the size of the file.
  */
 #include "config.h"
+#include "ratelimit.h"
+#include "senderkey.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -22,7 +24,6 @@
 
 enum cfg_kind {
     CFG_GROUP,
-    CFG_RULES,   /* list of mode rule groups */
     CFG_STRING,  /* char *, never NULL */
     CFG_OSTRING, /* char *, NULL when unset or "" */
     CFG_INT,
@@ -34,7 +35,15 @@ enum cfg_kind {
     CFG_MODE,
     CFG_TRISTATE, /* bool in the file; UM_TRI_ANY when absent */
     CFG_PORT,     /* int, -1 when absent */
+    CFG_ENUM,     /* string from names[], stored as its index (int) */
+    CFG_STRARRAY, /* ["a", "b"]: char ** at off, size_t count at count_off */
+    CFG_LIST,     /* ( { ... }, ... ): array of elem_size at off, size_t count at count_off */
 };
+
+struct cfg_ctx;
+/* Checks one list element after its fields were read (required fields, combinations). */
+typedef enum um_status cfg_elem_check_fn(struct cfg_ctx *ctx, const config_setting_t *e,
+                                         const char *shown, void *elem);
 
 struct cfg_item {
     const char *path;
@@ -45,11 +54,44 @@ struct cfg_item {
     const char *what; /* integer unit for messages: "seconds" */
     const char *dflt;
     const char *doc;
+    const char *const *names;      /* CFG_ENUM */
+    size_t count_off;              /* CFG_STRARRAY, CFG_LIST */
+    size_t elem_size;              /* CFG_LIST */
+    cfg_elem_check_fn *elem_check; /* CFG_LIST */
+    const char *elem_hint;         /* CFG_LIST: how one element looks */
+    /* CFG_STRARRAY: checks one element; writes why into buf and returns false if bad. */
+    bool (*str_check)(const char *v, char *buf, size_t len);
 };
+
+static bool cfg_check_key_source(const char *v, char *buf, size_t len);
+static bool cfg_check_header_name(const char *v, char *buf, size_t len);
 
 #define CO(f) offsetof(struct um_config, f)
 #define RO(f) offsetof(struct um_mode_rule, f)
 
+static enum um_status cfg_check_mode_rule(struct cfg_ctx *, const config_setting_t *,
+                                          const char *, void *);
+static enum um_status cfg_check_rlrule(struct cfg_ctx *, const config_setting_t *, const char *,
+                                       void *);
+static enum um_status cfg_check_key(struct cfg_ctx *, const config_setting_t *, const char *,
+                                    void *);
+static enum um_status cfg_check_signrule(struct cfg_ctx *, const config_setting_t *,
+                                         const char *, void *);
+
+static const char *const cfg_rl_actions[] = {"tempfail", "hold", "reject", NULL};
+static const char *const cfg_canons[] = {"relaxed", "simple", NULL};
+static const char *const cfg_on_error[] = {"accept", "tempfail", NULL};
+
+#define RL(f) CO(ratelimit.f)
+#define DS(f) CO(dkim_sign.f)
+#define RR(f) offsetof(struct um_cfg_rlrule, f)
+#define KO(f) offsetof(struct um_cfg_key, f)
+#define SR(f) offsetof(struct um_cfg_signrule, f)
+
+/* Plain entries list the first nine fields in order; list and enum entries use designated
+ * initializers. The remaining fields are zero on purpose. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct cfg_item cfg_schema[] = {
     {"socket", CFG_SOCKET, CO(socket), 0, 0, 0, NULL, "unix:/run/unimilter/unimilter.sock",
      "Where the MTA connects: unix:/path, inet:PORT@HOST or inet6:PORT@HOST."},
@@ -65,6 +107,10 @@ static const struct cfg_item cfg_schema[] = {
      "authserv-id in Authentication-Results (empty: the host name)."},
     {"shutdown_timeout", CFG_INT, CO(shutdown_timeout), 0, 0, 3600, "seconds", "30",
      "Seconds SIGTERM waits for messages in flight before exiting."},
+    {"control_socket", CFG_OSTRING, CO(control_socket), 0, 0, 0, NULL,
+     "/run/unimilter/control.sock",
+     "Unix socket path for `unimilter stats` and `unimilter reset` (empty: none); same owner, "
+     "group and mode as the milter socket."},
     {"log", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Logging."},
     {"log.target", CFG_LOGTARGET, CO(log_target), 0, 0, 0, NULL, "syslog",
      "syslog (facility mail) or stderr."},
@@ -73,8 +119,10 @@ static const struct cfg_item cfg_schema[] = {
     {"mode", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Which job each MTA daemon's mail gets."},
     {"mode.default", CFG_MODE, CO(mode.dflt), 0, 0, 0, NULL, "inbound",
      "Mode when no rule matches: inbound, outbound or skip."},
-    {"mode.rules", CFG_RULES, 0, 0, 0, 0, NULL, "()",
-     "Rules tried in order; the first whose conditions all hold gives the mode."},
+    {.path = "mode.rules", .kind = CFG_LIST, .off = CO(mode.rule), .count_off = CO(mode.n),
+     .elem_size = sizeof(struct um_mode_rule), .elem_check = cfg_check_mode_rule,
+     .elem_hint = "{ daemon_name = \"...\"; mode = \"...\"; }", .dflt = "()",
+     .doc = "Rules tried in order; the first whose conditions all hold gives the mode."},
     {"mode.rules.[].daemon_name", CFG_OSTRING, RO(daemon_name), 0, 0, 0, NULL, "",
      "Matches the {daemon_name} macro (case-insensitive)."},
     {"mode.rules.[].daemon_port", CFG_PORT, RO(daemon_port), 0, 1, 65535, "a port number", "",
@@ -86,7 +134,93 @@ static const struct cfg_item cfg_schema[] = {
     {"debug", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Debugging aids."},
     {"debug.trace_header", CFG_BOOL, CO(trace_header), 0, 0, 0, NULL, "false",
      "Add an X-Unimilter-Mode header naming the mode that ran."},
+
+    {"ratelimit", CFG_GROUP, 0, 0, 0, 0, NULL, "",
+     "Per-sender recipient limit over a sliding window (outbound mode)."},
+    {"ratelimit.enabled", CFG_BOOL, RL(enabled), 0, 0, 0, NULL, "true",
+     "Count and limit recipients of outbound mail."},
+    {"ratelimit.limit", CFG_INT, RL(limit), 0, 0, 100000, "recipients", "100",
+     "Recipients a sender may have accepted in any span of `window` seconds."},
+    {"ratelimit.window", CFG_INT, RL(window), 0, 1, 2678400, "seconds", "3600",
+     "Length of the sliding window, in seconds (precision: 1 s)."},
+    {.path = "ratelimit.action", .kind = CFG_ENUM, .off = RL(action), .names = cfg_rl_actions,
+     .dflt = "tempfail",
+     .doc = "Over the limit: tempfail (451 4.7.1), hold (accept into the MTA's hold queue "
+            "for review) or reject (550 5.7.1)."},
+    {"ratelimit.monitor_only", CFG_BOOL, RL(monitor_only), 0, 0, 0, NULL, "false",
+     "Count and log what would be limited, change nothing."},
+    {.path = "ratelimit.key", .kind = CFG_STRARRAY, .off = RL(key), .count_off = RL(nkey),
+     .dflt = "[\"sasl\", \"sender\"]", .str_check = cfg_check_key_source,
+     .doc = "Who the sender is, first source with a value wins: sasl, sender, sender_domain, "
+            "client_ip, uid (Postfix's 'from userid N' for local submissions)."},
+    {"ratelimit.max_senders", CFG_INT, RL(max_senders), 0, 1, 10000000, "senders", "100000",
+     "Senders tracked at most; idle ones are evicted first."},
+    {"ratelimit.state_file", CFG_OSTRING, RL(state_file), 0, 0, 0, NULL,
+     "/var/lib/unimilter/ratelimit.state",
+     "Snapshot of the counts, written periodically and at shutdown, read at start (empty: "
+     "none)."},
+    {"ratelimit.snapshot_interval", CFG_INT, RL(snapshot_interval), 0, 10, 86400, "seconds",
+     "60", "Seconds between snapshots: at most this much counting is lost on a crash."},
+    {.path = "ratelimit.overrides", .kind = CFG_LIST, .off = RL(rule), .count_off = RL(nrule),
+     .elem_size = sizeof(struct um_cfg_rlrule), .elem_check = cfg_check_rlrule,
+     .elem_hint = "{ sender = \"sasl:alice\"; limit = 500; }", .dflt = "()",
+     .doc = "Per-sender limits (higher or lower) and exemptions."},
+    {"ratelimit.overrides.[].sender", CFG_OSTRING, RR(sender), 0, 0, 0, NULL, "",
+     "A sender key (\"sasl:alice\", \"sender:a@example.org\", \"uid:33\"), \"@domain\" or "
+     "\"@.domain\" (subdomains)."},
+    {"ratelimit.overrides.[].limit", CFG_INT, RR(limit), 0, 0, 100000, "recipients", "",
+     "This sender's limit."},
+    {"ratelimit.overrides.[].exempt", CFG_BOOL, RR(exempt), 0, 0, 0, NULL, "false",
+     "Never limit (mailing lists, known bulk senders)."},
+    {"ratelimit.notify", CFG_GROUP, 0, 0, 0, 0, NULL, "",
+     "Who hears about a sender over the limit, once per episode."},
+    {"ratelimit.notify.command", CFG_OSTRING, RL(notify_command), 0, 0, 0, NULL, "",
+     "Program run with the details in its environment (UM_SENDER, UM_COUNT, UM_LIMIT, "
+     "UM_WINDOW, UM_CLIENT_IP, UM_RCPTS) (empty: none)."},
+    {"ratelimit.notify.mail_to", CFG_OSTRING, RL(notify_mail_to), 0, 0, 0, NULL, "",
+     "Address mailed with the details (empty: none)."},
+    {"ratelimit.notify.sendmail", CFG_STRING, RL(sendmail_path), 0, 0, 0, NULL,
+     "/usr/sbin/sendmail", "sendmail binary used for mail_to."},
+
+    {"dkim_sign", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Outbound DKIM signing."},
+    {.path = "dkim_sign.header_canonicalization", .kind = CFG_ENUM, .off = DS(header_canon),
+     .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
+    {.path = "dkim_sign.body_canonicalization", .kind = CFG_ENUM, .off = DS(body_canon),
+     .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
+    {.path = "dkim_sign.headers", .kind = CFG_STRARRAY, .off = DS(headers),
+     .count_off = DS(nheaders), .dflt = "[]", .str_check = cfg_check_header_name,
+     .doc = "Header fields to sign (empty: From (oversigned), To, Cc, Subject, Date, "
+            "Message-ID, MIME-Version, Content-Type, Content-Transfer-Encoding, Reply-To, "
+            "In-Reply-To, References, List-*)."},
+    {.path = "dkim_sign.on_error", .kind = CFG_ENUM, .off = DS(on_error),
+     .names = cfg_on_error, .dflt = "accept",
+     .doc = "When signing fails: accept the message unsigned, or tempfail it."},
+    {.path = "dkim_sign.keys", .kind = CFG_LIST, .off = DS(key), .count_off = DS(nkey),
+     .line_off = DS(line_keys), .elem_size = sizeof(struct um_cfg_key),
+     .elem_check = cfg_check_key,
+     .elem_hint = "{ name = \"k1\"; domain = \"example.org\"; selector = \"s1\"; file = \"...\"; }",
+     .dflt = "()", .doc = "Private keys (PEM, mode 0600 or 0400, owned by root or `user`)."},
+    {"dkim_sign.keys.[].name", CFG_OSTRING, KO(name), 0, 0, 0, NULL, "",
+     "Name the rules refer to (required)."},
+    {"dkim_sign.keys.[].domain", CFG_OSTRING, KO(domain), 0, 0, 0, NULL, "", "d= (required)."},
+    {"dkim_sign.keys.[].selector", CFG_OSTRING, KO(selector), 0, 0, 0, NULL, "",
+     "s= (required)."},
+    {"dkim_sign.keys.[].file", CFG_OSTRING, KO(file), 0, 0, 0, NULL, "",
+     "PEM private key file, RSA (>= 1024 bits) or Ed25519 (required)."},
+    {"dkim_sign.keys.[].identity", CFG_OSTRING, KO(identity), 0, 0, 0, NULL, "",
+     "i= (optional)."},
+    {.path = "dkim_sign.rules", .kind = CFG_LIST, .off = DS(rule), .count_off = DS(nrule),
+     .line_off = DS(line_rules), .elem_size = sizeof(struct um_cfg_signrule),
+     .elem_check = cfg_check_signrule,
+     .elem_hint = "{ from = \"example.org\"; keys = [\"k1\"]; }", .dflt = "()",
+     .doc = "From domain -> keys; first match wins; no match: not signed."},
+    {"dkim_sign.rules.[].from", CFG_OSTRING, SR(from), 0, 0, 0, NULL, "",
+     "\"example.org\" (exact), \"*.example.org\" (subdomains) or \"*\" (required)."},
+    {.path = "dkim_sign.rules.[].keys", .kind = CFG_STRARRAY, .off = SR(keys),
+     .count_off = SR(nkeys), .dflt = "[]",
+     .doc = "Names of the keys to sign with; RSA and Ed25519 together sign twice (required)."},
 };
+#pragma GCC diagnostic pop
 
 #define CFG_NSCHEMA (sizeof(cfg_schema) / sizeof(cfg_schema[0]))
 
@@ -103,8 +237,10 @@ cfg_kind_type(enum cfg_kind k)
     switch (k) {
     case CFG_GROUP:
         return "group";
-    case CFG_RULES:
+    case CFG_LIST:
         return "list";
+    case CFG_STRARRAY:
+        return "array of strings";
     case CFG_INT:
     case CFG_PORT:
         return "integer";
@@ -118,6 +254,7 @@ cfg_kind_type(enum cfg_kind k)
     case CFG_LOGLEVEL:
     case CFG_LOGTARGET:
     case CFG_MODE:
+    case CFG_ENUM:
         return "string";
     }
     return "string";
@@ -292,9 +429,94 @@ cfg_set_text(struct cfg_ctx *ctx, const struct cfg_item *it, void *base, const c
     case CFG_TRISTATE:
         *(enum um_tristate *)(void *)slot = UM_TRI_ANY;
         return UM_OK;
-    case CFG_GROUP:
-    case CFG_RULES:
+    case CFG_ENUM: {
+        char all[160] = "";
+        for (size_t i = 0; it->names[i] != NULL; i++) {
+            if (strcmp(val, it->names[i]) == 0) {
+                *(int *)(void *)slot = (int)i;
+                return UM_OK;
+            }
+        }
+        for (size_t i = 0; it->names[i] != NULL; i++) {
+            if (i > 0)
+                strncat(all, it->names[i + 1] == NULL ? " or " : ", ", sizeof(all) - strlen(all) - 1);
+            strncat(all, it->names[i], sizeof(all) - strlen(all) - 1);
+        }
+        return cfg_fail(ctx, s, path, "expected %s, not \"%s\"", all, val);
+    }
+    case CFG_STRARRAY: {
+        /* Defaults only: a list of double-quoted words, as written in the table. */
+        char ***arr = (char ***)(void *)slot;
+        size_t *cnt = (size_t *)(void *)((char *)base + it->count_off);
+        const char *q = val;
+        *arr = NULL;
+        *cnt = 0;
+        while ((q = strchr(q, '"')) != NULL) {
+            const char *e = strchr(q + 1, '"');
+            char **na;
+            if (e == NULL)
+                break;
+            na = realloc(*arr, (*cnt + 1) * sizeof(char *));
+            if (na == NULL)
+                return um_error_set(ctx->err, UM_ENOMEM, "out of memory");
+            *arr = na;
+            na[*cnt] = strndup(q + 1, (size_t)(e - q - 1));
+            if (na[*cnt] == NULL)
+                return um_error_set(ctx->err, UM_ENOMEM, "out of memory");
+            (*cnt)++;
+            q = e + 1;
+        }
         return UM_OK;
+    }
+    case CFG_GROUP:
+    case CFG_LIST:
+        return UM_OK;
+    }
+    return UM_OK;
+}
+
+static void
+cfg_strarray_free(char **arr, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(arr[i]);
+    free(arr);
+}
+
+static enum um_status
+cfg_set_strarray(struct cfg_ctx *ctx, const struct cfg_item *it, void *base,
+                 const config_setting_t *s, const char *path)
+{
+    char ***arr = (char ***)(void *)((char *)base + it->off);
+    size_t *cnt = (size_t *)(void *)((char *)base + it->count_off);
+    int type = config_setting_type(s);
+    int n = config_setting_length(s);
+    char why[160];
+
+    if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+        return cfg_fail(ctx, s, path, "expected an array of strings: [\"a\", \"b\"]");
+    cfg_strarray_free(*arr, *cnt);
+    *arr = NULL;
+    *cnt = 0;
+    if (n == 0)
+        return UM_OK;
+    *arr = calloc((size_t)n, sizeof(char *));
+    if (*arr == NULL)
+        return um_error_set(ctx->err, UM_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *v;
+        if (config_setting_type(e) != CONFIG_TYPE_STRING)
+            return cfg_fail(ctx, s, path, "element %d: expected a string in double quotes", i);
+        v = config_setting_get_string(e);
+        if (v[0] == '\0')
+            return cfg_fail(ctx, s, path, "element %d: must not be empty", i);
+        if (it->str_check != NULL && !it->str_check(v, why, sizeof(why)))
+            return cfg_fail(ctx, s, path, "%s", why);
+        (*arr)[i] = strdup(v);
+        if ((*arr)[i] == NULL)
+            return um_error_set(ctx->err, UM_ENOMEM, "out of memory");
+        *cnt = (size_t)i + 1;
     }
     return UM_OK;
 }
@@ -333,8 +555,11 @@ cfg_set_setting(struct cfg_ctx *ctx, const struct cfg_item *it, void *base,
             *(enum um_tristate *)(void *)slot = config_setting_get_bool(s) ? UM_TRI_YES : UM_TRI_NO;
         return UM_OK;
     case CFG_GROUP:
-    case CFG_RULES:
+    case CFG_LIST:
         return UM_OK; /* handled by the walker */
+    case CFG_STRARRAY:
+        return cfg_set_strarray(ctx, it, base, s, path);
+    case CFG_ENUM:
     case CFG_STRING:
     case CFG_OSTRING:
     case CFG_OCTAL:
@@ -355,45 +580,159 @@ static enum um_status cfg_walk_group(struct cfg_ctx *ctx, const config_setting_t
                                      const char *schema_prefix, const char *shown_prefix,
                                      void *base);
 
+/* Defaults for one list element: every "<path>.[].field" entry with a default. */
 static enum um_status
-cfg_walk_rules(struct cfg_ctx *ctx, const config_setting_t *list, const char *path)
+cfg_elem_defaults(struct cfg_ctx *ctx, const char *prefix, void *elem)
 {
-    struct um_config *cfg = ctx->cfg;
-    int n = config_setting_length(list);
-    enum um_status st;
-    char shown[128];
+    size_t plen = strlen(prefix);
 
-    if (config_setting_type(list) != CONFIG_TYPE_LIST)
-        return cfg_fail(ctx, list, path, "expected a list of rules: ( { ... }, { ... } )");
-    if (n == 0)
-        return UM_OK;
-    cfg->mode.rule = calloc((size_t)n, sizeof(*cfg->mode.rule));
-    if (cfg->mode.rule == NULL)
-        return um_error_set(ctx->err, UM_ENOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
-        struct um_mode_rule *r = &cfg->mode.rule[i];
-        bool has_mode;
+    for (size_t i = 0; i < CFG_NSCHEMA; i++) {
+        const struct cfg_item *it = &cfg_schema[i];
+        enum um_status st;
 
-        r->daemon_port = -1;
-        r->authenticated = UM_TRI_ANY;
-        r->line = config_setting_source_line(e);
-        cfg->mode.n = (size_t)i + 1;
-        (void)snprintf(shown, sizeof(shown), "%s.[%d]", path, i);
-        if (config_setting_type(e) != CONFIG_TYPE_GROUP)
-            return cfg_fail(ctx, e, shown, "expected a rule in braces: { daemon_name = \"...\"; mode = \"...\"; }");
-        has_mode = config_setting_get_member(e, "mode") != NULL;
-        r->mode = UM_MODE_INBOUND;
-        st = cfg_walk_group(ctx, e, "mode.rules.[]", shown, r);
+        if (strncmp(it->path, prefix, plen) != 0 || it->path[plen] != '.'
+            || strchr(it->path + plen + 1, '.') != NULL)
+            continue;
+        if (it->kind == CFG_INT && it->dflt[0] == '\0') {
+            *(int *)(void *)((char *)elem + it->off) = -1;
+            continue;
+        }
+        if (it->kind == CFG_MODE || it->kind == CFG_STRING)
+            continue; /* required: the element check says so */
+        st = cfg_set_text(ctx, it, elem, it->dflt, NULL, it->path);
         if (st != UM_OK)
             return st;
-        if (!has_mode)
-            return cfg_fail(ctx, e, shown, "a rule needs mode = \"inbound\", \"outbound\" or \"skip\"");
-        if (r->daemon_name == NULL && r->daemon_port < 0 && r->authenticated == UM_TRI_ANY)
-            return cfg_fail(ctx, e, shown,
-                            "a rule needs at least one of daemon_name, daemon_port, authenticated");
     }
     return UM_OK;
+}
+
+static enum um_status
+cfg_walk_list(struct cfg_ctx *ctx, const struct cfg_item *it, void *base,
+              const config_setting_t *list, const char *shown_path)
+{
+    void **arr = (void **)(void *)((char *)base + it->off);
+    size_t *cnt = (size_t *)(void *)((char *)base + it->count_off);
+    int n = config_setting_length(list);
+    char prefix[128], shown[160];
+    enum um_status st;
+
+    if (config_setting_type(list) != CONFIG_TYPE_LIST)
+        return cfg_fail(ctx, list, shown_path, "expected a list: ( %s, ... )", it->elem_hint);
+    if (it->line_off != 0)
+        *(int *)(void *)((char *)base + it->line_off) = config_setting_source_line(list);
+    if (n == 0)
+        return UM_OK;
+    *arr = calloc((size_t)n, it->elem_size);
+    if (*arr == NULL)
+        return um_error_set(ctx->err, UM_ENOMEM, "out of memory");
+    (void)snprintf(prefix, sizeof(prefix), "%s.[]", it->path);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        void *elem = (char *)*arr + (size_t)i * it->elem_size;
+
+        *cnt = (size_t)i + 1;
+        (void)snprintf(shown, sizeof(shown), "%s.[%d]", shown_path, i);
+        st = cfg_elem_defaults(ctx, prefix, elem);
+        if (st != UM_OK)
+            return st;
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+            return cfg_fail(ctx, e, shown, "expected braces: %s", it->elem_hint);
+        st = cfg_walk_group(ctx, e, prefix, shown, elem);
+        if (st == UM_OK)
+            st = it->elem_check(ctx, e, shown, elem);
+        if (st != UM_OK)
+            return st;
+    }
+    return UM_OK;
+}
+
+static enum um_status
+cfg_check_mode_rule(struct cfg_ctx *ctx, const config_setting_t *e, const char *shown, void *elem)
+{
+    struct um_mode_rule *r = elem;
+
+    r->line = config_setting_source_line(e);
+    if (config_setting_get_member(e, "mode") == NULL)
+        return cfg_fail(ctx, e, shown, "a rule needs mode = \"inbound\", \"outbound\" or \"skip\"");
+    if (r->daemon_name == NULL && r->daemon_port < 0 && r->authenticated == UM_TRI_ANY)
+        return cfg_fail(ctx, e, shown,
+                        "a rule needs at least one of daemon_name, daemon_port, authenticated");
+    return UM_OK;
+}
+
+static enum um_status
+cfg_check_rlrule(struct cfg_ctx *ctx, const config_setting_t *e, const char *shown, void *elem)
+{
+    struct um_cfg_rlrule *r = elem;
+    struct um_error perr = {0};
+
+    r->line = config_setting_source_line(e);
+    if (r->sender == NULL)
+        return cfg_fail(ctx, e, shown, "an override needs sender = \"...\"");
+    if (um_ratelimit_pattern_check((struct um_str){r->sender, strlen(r->sender)}, &perr) != UM_OK)
+        return cfg_fail(ctx, e, shown, "sender: %s", perr.msg);
+    if (r->exempt == (r->limit >= 0))
+        return cfg_fail(ctx, e, shown, "an override needs either limit = N or exempt = true");
+    return UM_OK;
+}
+
+static bool
+cfg_is_token(const char *v, const char *extra)
+{
+    for (const char *p = v; *p != '\0'; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
+              || strchr(extra, *p) != NULL))
+            return false;
+    }
+    return v[0] != '\0';
+}
+
+static enum um_status
+cfg_check_key(struct cfg_ctx *ctx, const config_setting_t *e, const char *shown, void *elem)
+{
+    struct um_cfg_key *k = elem;
+
+    k->line = config_setting_source_line(e);
+    if (k->name == NULL || k->domain == NULL || k->selector == NULL || k->file == NULL)
+        return cfg_fail(ctx, e, shown, "a key needs name, domain, selector and file");
+    if (!cfg_is_token(k->domain, ".-_"))
+        return cfg_fail(ctx, e, shown, "domain: \"%s\" is not a domain name", k->domain);
+    if (!cfg_is_token(k->selector, ".-_"))
+        return cfg_fail(ctx, e, shown, "selector: \"%s\" is not a valid selector", k->selector);
+    return UM_OK;
+}
+
+static enum um_status
+cfg_check_signrule(struct cfg_ctx *ctx, const config_setting_t *e, const char *shown, void *elem)
+{
+    struct um_cfg_signrule *r = elem;
+
+    r->line = config_setting_source_line(e);
+    if (r->from == NULL || r->nkeys == 0)
+        return cfg_fail(ctx, e, shown, "a rule needs from = \"domain\" and keys = [\"name\", ...]");
+    return UM_OK;
+}
+
+static bool
+cfg_check_key_source(const char *v, char *buf, size_t len)
+{
+    struct um_error err = {0};
+    enum um_senderkey_source src;
+
+    if (um_senderkey_source_parse((struct um_str){v, strlen(v)}, &src, &err) == UM_OK)
+        return true;
+    (void)snprintf(buf, len, "\"%s\" is not a sender key source (sasl, sender, sender_domain, "
+                             "client_ip, uid)", v);
+    return false;
+}
+
+static bool
+cfg_check_header_name(const char *v, char *buf, size_t len)
+{
+    if (cfg_is_token(v, "-"))
+        return true;
+    (void)snprintf(buf, len, "\"%s\" is not a header field name", v);
+    return false;
 }
 
 static enum um_status
@@ -423,8 +762,8 @@ cfg_walk_group(struct cfg_ctx *ctx, const config_setting_t *g, const char *schem
             if (config_setting_type(s) != CONFIG_TYPE_GROUP)
                 return cfg_fail(ctx, s, shown, "expected a group: %s = { ... };", name);
             st = cfg_walk_group(ctx, s, spath, shown, base);
-        } else if (it->kind == CFG_RULES) {
-            st = cfg_walk_rules(ctx, s, shown);
+        } else if (it->kind == CFG_LIST) {
+            st = cfg_walk_list(ctx, it, base, s, shown);
         } else {
             st = cfg_set_setting(ctx, it, base, s, shown);
         }
@@ -450,11 +789,63 @@ cfg_defaults(struct cfg_ctx *ctx)
     return UM_OK;
 }
 
+static enum um_status cfg_fail_line(struct cfg_ctx *ctx, int line, const char *path,
+                                    const char *fmt, ...) UM_PRINTF(4, 5);
+
+static enum um_status
+cfg_fail_line(struct cfg_ctx *ctx, int line, const char *path, const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return um_error_set(ctx->err, UM_EINVAL, "%s:%d: %s: %s", ctx->file, line, path, msg);
+}
+
+/* Checks that span settings: unique key names, rules naming existing keys. */
+static enum um_status
+cfg_check_signing(struct cfg_ctx *ctx)
+{
+    struct um_config *cfg = ctx->cfg;
+    char shown[64];
+
+    for (size_t i = 0; i < cfg->dkim_sign.nkey; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->dkim_sign.key[i].name, cfg->dkim_sign.key[j].name) == 0) {
+                (void)snprintf(shown, sizeof(shown), "dkim_sign.keys.[%zu]", i);
+                return cfg_fail_line(ctx, cfg->dkim_sign.key[i].line, shown,
+                                     "key name \"%s\" is already used on line %d",
+                                     cfg->dkim_sign.key[i].name, cfg->dkim_sign.key[j].line);
+            }
+        }
+    }
+    for (size_t i = 0; i < cfg->dkim_sign.nrule; i++) {
+        const struct um_cfg_signrule *r = &cfg->dkim_sign.rule[i];
+        for (size_t k = 0; k < r->nkeys; k++) {
+            bool found = false;
+            for (size_t j = 0; j < cfg->dkim_sign.nkey && !found; j++)
+                found = strcmp(r->keys[k], cfg->dkim_sign.key[j].name) == 0;
+            if (!found) {
+                (void)snprintf(shown, sizeof(shown), "dkim_sign.rules.[%zu].keys", i);
+                return cfg_fail_line(ctx, r->line, shown, "no key named \"%s\" in dkim_sign.keys",
+                                     r->keys[k]);
+            }
+        }
+    }
+    return UM_OK;
+}
+
 static enum um_status
 cfg_finish(struct cfg_ctx *ctx)
 {
     struct um_config *cfg = ctx->cfg;
     char host[256];
+    enum um_status st = cfg_check_signing(ctx);
+
+    if (st != UM_OK)
+        return st;
 
     if (cfg->authserv_id == NULL) {
         if (gethostname(host, sizeof(host)) != 0)
@@ -547,6 +938,30 @@ um_config_unref(struct um_config *cfg)
     for (size_t i = 0; i < cfg->mode.n; i++)
         free(cfg->mode.rule[i].daemon_name);
     free(cfg->mode.rule);
+    free(cfg->control_socket);
+    cfg_strarray_free(cfg->ratelimit.key, cfg->ratelimit.nkey);
+    free(cfg->ratelimit.state_file);
+    for (size_t i = 0; i < cfg->ratelimit.nrule; i++)
+        free(cfg->ratelimit.rule[i].sender);
+    free(cfg->ratelimit.rule);
+    free(cfg->ratelimit.notify_command);
+    free(cfg->ratelimit.notify_mail_to);
+    free(cfg->ratelimit.sendmail_path);
+    cfg_strarray_free(cfg->dkim_sign.headers, cfg->dkim_sign.nheaders);
+    for (size_t i = 0; i < cfg->dkim_sign.nkey; i++) {
+        struct um_cfg_key *k = &cfg->dkim_sign.key[i];
+        free(k->name);
+        free(k->domain);
+        free(k->selector);
+        free(k->file);
+        free(k->identity);
+    }
+    free(cfg->dkim_sign.key);
+    for (size_t i = 0; i < cfg->dkim_sign.nrule; i++) {
+        free(cfg->dkim_sign.rule[i].from);
+        cfg_strarray_free(cfg->dkim_sign.rule[i].keys, cfg->dkim_sign.rule[i].nkeys);
+    }
+    free(cfg->dkim_sign.rule);
     free(cfg->path);
     free(cfg->socket);
     free(cfg->socket_group);

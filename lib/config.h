@@ -30,6 +30,34 @@ enum um_log_target {
     UM_LOG_TARGET_STDERR,
 };
 
+enum um_rl_action {
+    UM_RL_ACTION_TEMPFAIL = 0, /* 451 4.7.1 for the recipient (SMTP) or message (local) */
+    UM_RL_ACTION_HOLD,         /* accept, then hold the message for review (smfi_quarantine) */
+    UM_RL_ACTION_REJECT,       /* 550 5.7.1 */
+};
+
+/* ratelimit.overrides: one per-sender limit or exemption. */
+struct um_cfg_rlrule {
+    char *sender; /* "sasl:alice", "@example.org", "@.example.org", ... */
+    int limit;    /* -1: not given */
+    bool exempt;
+    int line;
+};
+
+/* dkim_sign.keys: one private key. */
+struct um_cfg_key {
+    char *name, *domain, *selector, *file, *identity; /* identity may be NULL */
+    int line;
+};
+
+/* dkim_sign.rules: From domain pattern -> key names. */
+struct um_cfg_signrule {
+    char *from;
+    char **keys;
+    size_t nkeys;
+    int line;
+};
+
 struct um_config {
     _Atomic int refs;
     char *path;
@@ -49,6 +77,37 @@ struct um_config {
 
     struct um_mode_rules mode;
     bool trace_header; /* debug: add X-Unimilter-Mode to every message */
+    char *control_socket; /* unix:/path of the control socket, NULL: none */
+
+    struct {
+        bool enabled;
+        int limit;  /* recipients per window */
+        int window; /* seconds */
+        enum um_rl_action action;
+        bool monitor_only;
+        char **key; /* sender key sources, in order */
+        size_t nkey;
+        int max_senders;
+        char *state_file; /* NULL: counts are not kept across restarts */
+        int snapshot_interval;
+        struct um_cfg_rlrule *rule;
+        size_t nrule;
+        char *notify_command; /* NULL: none */
+        char *notify_mail_to; /* NULL: none */
+        char *sendmail_path;
+    } ratelimit;
+
+    struct {
+        int header_canon, body_canon; /* 0 relaxed, 1 simple (enum um_dkim_canon) */
+        char **headers; /* NULL: the built-in list */
+        size_t nheaders;
+        int on_error;   /* 0 accept unsigned, 1 tempfail */
+        struct um_cfg_key *key;
+        size_t nkey;
+        struct um_cfg_signrule *rule;
+        size_t nrule;
+        int line_keys, line_rules;
+    } dkim_sign;
 };
 
 /* One schema entry, for documentation and for the "every setting is documented" test. */

@@ -72,6 +72,40 @@ test_valid(void **state)
     assert_int_equal(cfg->mode.rule[1].authenticated, UM_TRI_YES);
     assert_true(cfg->trace_header);
     um_config_unref(cfg);
+
+    p = write_conf("valid2.conf",
+                   "ratelimit = { limit = 10; window = 600; action = \"hold\";\n"
+                   "  key = [\"uid\", \"sender\"];\n"
+                   "  overrides = ( { sender = \"@lists.example.org\"; exempt = true; },\n"
+                   "                { sender = \"sasl:bulk\"; limit = 5000; } );\n"
+                   "  notify = { mail_to = \"postmaster@example.org\"; }; };\n"
+                   "dkim_sign = { header_canonicalization = \"simple\";\n"
+                   "  keys = ( { name = \"r\"; domain = \"example.org\"; selector = \"s1\"; file = \"/k/r.pem\"; },\n"
+                   "           { name = \"e\"; domain = \"example.org\"; selector = \"s2\"; file = \"/k/e.pem\"; identity = \"@example.org\"; } );\n"
+                   "  rules = ( { from = \"*.example.org\"; keys = [\"r\", \"e\"]; } ); };\n");
+    if (um_config_load(p, &cfg, &err) != UM_OK)
+        fail_msg("valid config rejected: %s", err.msg);
+    assert_int_equal(cfg->ratelimit.limit, 10);
+    assert_int_equal(cfg->ratelimit.window, 600);
+    assert_int_equal(cfg->ratelimit.action, UM_RL_ACTION_HOLD);
+    assert_int_equal(cfg->ratelimit.nkey, 2);
+    assert_string_equal(cfg->ratelimit.key[0], "uid");
+    assert_int_equal(cfg->ratelimit.nrule, 2);
+    assert_true(cfg->ratelimit.rule[0].exempt);
+    assert_int_equal(cfg->ratelimit.rule[0].limit, -1);
+    assert_int_equal(cfg->ratelimit.rule[1].limit, 5000);
+    assert_false(cfg->ratelimit.rule[1].exempt);
+    assert_string_equal(cfg->ratelimit.notify_mail_to, "postmaster@example.org");
+    assert_null(cfg->ratelimit.notify_command);
+    assert_int_equal(cfg->dkim_sign.header_canon, 1);
+    assert_int_equal(cfg->dkim_sign.body_canon, 0);
+    assert_int_equal(cfg->dkim_sign.nkey, 2);
+    assert_null(cfg->dkim_sign.key[0].identity);
+    assert_string_equal(cfg->dkim_sign.key[1].identity, "@example.org");
+    assert_int_equal(cfg->dkim_sign.nrule, 1);
+    assert_int_equal(cfg->dkim_sign.rule[0].nkeys, 2);
+    assert_int_equal(cfg->dkim_sign.rule[0].line, 9);
+    um_config_unref(cfg);
 }
 
 static void
@@ -93,6 +127,16 @@ test_defaults(void **state)
     assert_int_equal(cfg->mode.dflt, UM_MODE_INBOUND);
     assert_int_equal(cfg->mode.n, 0);
     assert_false(cfg->trace_header);
+    assert_true(cfg->ratelimit.enabled);
+    assert_int_equal(cfg->ratelimit.limit, 100);
+    assert_int_equal(cfg->ratelimit.window, 3600);
+    assert_int_equal(cfg->ratelimit.action, UM_RL_ACTION_TEMPFAIL);
+    assert_int_equal(cfg->ratelimit.nkey, 2);
+    assert_string_equal(cfg->ratelimit.key[1], "sender");
+    assert_string_equal(cfg->ratelimit.state_file, "/var/lib/unimilter/ratelimit.state");
+    assert_string_equal(cfg->control_socket, "/run/unimilter/control.sock");
+    assert_int_equal(cfg->dkim_sign.nkey, 0);
+    assert_null(cfg->dkim_sign.headers);
     gethostname(host, sizeof(host));
     assert_string_equal(cfg->authserv_id, host);
     /* A reference keeps the snapshot alive after the loader's reference is gone. */
@@ -138,9 +182,9 @@ static const struct {
     {"bad mode", "mode = { default = \"verify\"; };\n",
      "F:1: mode.default: expected inbound, outbound or skip, not \"verify\""},
     {"rules not list", "mode = { rules = 3; };\n",
-     "F:1: mode.rules: expected a list of rules: ( { ... }, { ... } )"},
+     "F:1: mode.rules: expected a list: ( { daemon_name = \"...\"; mode = \"...\"; }, ... )"},
     {"rule not group", "mode = { rules = ( \"x\" ); };\n",
-     "F:1: mode.rules.[0]: expected a rule in braces: { daemon_name = \"...\"; mode = \"...\"; }"},
+     "F:1: mode.rules.[0]: expected braces: { daemon_name = \"...\"; mode = \"...\"; }"},
     {"rule without mode", "mode = { rules = (\n\n { daemon_port = 587; }\n); };\n",
      "F:3: mode.rules.[0]: a rule needs mode = \"inbound\", \"outbound\" or \"skip\""},
     {"rule without condition", "mode = { rules = ( { mode = \"skip\"; } ); };\n",
@@ -150,6 +194,32 @@ static const struct {
     {"second rule port", "mode = { rules = (\n { daemon_port = 25; mode = \"skip\"; },\n { daemon_port = 70000; mode = \"skip\"; }\n); };\n",
      "F:3: mode.rules.[1].daemon_port: 70000 is out of range (1-65535)"},
     {"duplicate", "user = \"a\";\nuser = \"b\";\n", "F:2: syntax error: duplicate setting name"},
+    {"enum", "ratelimit = {\n action = \"drop\";\n};\n",
+     "F:2: ratelimit.action: expected tempfail, hold or reject, not \"drop\""},
+    {"window as string", "ratelimit = { window = \"1h\"; };\n",
+     "F:1: ratelimit.window: expected seconds as an integer"},
+    {"window zero", "ratelimit = { window = 0; };\n",
+     "F:1: ratelimit.window: 0 is out of range (1-2678400 seconds)"},
+    {"key source", "ratelimit = { key = [\"sasl\", \"login\"]; };\n",
+     "F:1: ratelimit.key: \"login\" is not a sender key source (sasl, sender, sender_domain, client_ip, uid)"},
+    {"key not array", "ratelimit = { key = \"sasl\"; };\n",
+     "F:1: ratelimit.key: expected an array of strings: [\"a\", \"b\"]"},
+    {"override both", "ratelimit = { overrides = (\n { sender = \"sasl:a\"; limit = 5; exempt = true; }\n); };\n",
+     "F:2: ratelimit.overrides.[0]: an override needs either limit = N or exempt = true"},
+    {"override neither", "ratelimit = { overrides = ( { sender = \"sasl:a\"; } ); };\n",
+     "F:1: ratelimit.overrides.[0]: an override needs either limit = N or exempt = true"},
+    {"override no sender", "ratelimit = { overrides = ( { limit = 5; } ); };\n",
+     "F:1: ratelimit.overrides.[0]: an override needs sender = \"...\""},
+    {"key incomplete", "dkim_sign = { keys = (\n { name = \"k\"; domain = \"example.org\"; }\n); };\n",
+     "F:2: dkim_sign.keys.[0]: a key needs name, domain, selector and file"},
+    {"key dup", "dkim_sign = { keys = (\n { name = \"k\"; domain = \"a.org\"; selector = \"s\"; file = \"/k\"; },\n { name = \"k\"; domain = \"b.org\"; selector = \"s\"; file = \"/k2\"; }\n); };\n",
+     "F:3: dkim_sign.keys.[1]: key name \"k\" is already used on line 2"},
+    {"rule unknown key", "dkim_sign = { keys = ();\n rules = (\n { from = \"a.org\"; keys = [\"nokey\"]; }\n); };\n",
+     "F:3: dkim_sign.rules.[0].keys: no key named \"nokey\" in dkim_sign.keys"},
+    {"header name", "dkim_sign = { headers = [\"From\", \"Sub ject\"]; };\n",
+     "F:1: dkim_sign.headers: \"Sub ject\" is not a header field name"},
+    {"canon", "dkim_sign = { body_canonicalization = \"nofws\"; };\n",
+     "F:1: dkim_sign.body_canonicalization: expected relaxed or simple, not \"nofws\""},
 };
 
 static void
