@@ -65,6 +65,7 @@ struct cfg_item {
 
 static bool cfg_check_key_source(const char *v, char *buf, size_t len);
 static bool cfg_check_header_name(const char *v, char *buf, size_t len);
+static bool cfg_check_dns_server(const char *v, char *buf, size_t len);
 
 #define CO(f) offsetof(struct um_config, f)
 #define RO(f) offsetof(struct um_mode_rule, f)
@@ -111,6 +112,13 @@ static const struct cfg_item cfg_schema[] = {
      "/run/unimilter/control.sock",
      "Unix socket path for `unimilter stats` and `unimilter reset` (empty: none); same owner, "
      "group and mode as the milter socket."},
+    {"dns", CFG_GROUP, 0, 0, 0, 0, NULL, "", "The one caching resolver all checks share."},
+    {.path = "dns.servers", .kind = CFG_STRARRAY, .off = CO(dns_servers),
+     .count_off = CO(ndns_servers), .dflt = "[]", .str_check = cfg_check_dns_server,
+     .doc = "Upstream servers, \"IP\" or \"IP@PORT\" (empty: the nameservers in "
+            "/etc/resolv.conf)."},
+    {"dns.timeout", CFG_INT, CO(dns_timeout), 0, 1, 60, "seconds", "5",
+     "Seconds a DNS query may take before it counts as a temporary error."},
     {"log", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Logging."},
     {"log.target", CFG_LOGTARGET, CO(log_target), 0, 0, 0, NULL, "syslog",
      "syslog (facility mail) or stderr."},
@@ -727,6 +735,28 @@ cfg_check_key_source(const char *v, char *buf, size_t len)
 }
 
 static bool
+cfg_check_dns_server(const char *v, char *buf, size_t len)
+{
+    const char *at = strchr(v, '@');
+    size_t hostlen = at != NULL ? (size_t)(at - v) : strlen(v);
+    char *end;
+    long port;
+
+    if (hostlen == 0 || strspn(v, "0123456789abcdefABCDEF.:") < hostlen) {
+        (void)snprintf(buf, len, "\"%s\": expected an IP address, optionally @PORT", v);
+        return false;
+    }
+    if (at != NULL) {
+        port = strtol(at + 1, &end, 10);
+        if (end == at + 1 || *end != '\0' || port < 1 || port > 65535) {
+            (void)snprintf(buf, len, "\"%s\": port must be 1-65535", v);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
 cfg_check_header_name(const char *v, char *buf, size_t len)
 {
     if (cfg_is_token(v, "-"))
@@ -939,6 +969,7 @@ um_config_unref(struct um_config *cfg)
         free(cfg->mode.rule[i].daemon_name);
     free(cfg->mode.rule);
     free(cfg->control_socket);
+    cfg_strarray_free(cfg->dns_servers, cfg->ndns_servers);
     cfg_strarray_free(cfg->ratelimit.key, cfg->ratelimit.nkey);
     free(cfg->ratelimit.state_file);
     for (size_t i = 0; i < cfg->ratelimit.nrule; i++)

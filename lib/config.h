@@ -79,6 +79,10 @@ struct um_config {
     bool trace_header; /* debug: add X-Unimilter-Mode to every message */
     char *control_socket; /* unix:/path of the control socket, NULL: none */
 
+    char **dns_servers; /* forwarders "IP" or "IP@PORT"; NULL: /etc/resolv.conf */
+    size_t ndns_servers;
+    int dns_timeout; /* seconds per query */
+
     struct {
         bool enabled;
         int limit;  /* recipients per window */

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "log.h"
@@ -27,6 +28,7 @@ struct um_daemon {
     pthread_mutex_t cfg_lock;
     struct um_config *cfg; /* current snapshot; guarded by cfg_lock */
     struct um_logger log;
+    struct um_ratelimit *rl; /* process lifetime; its policy is swapped on reload */
 
     _Atomic bool draining;    /* SIGTERM seen: no new messages */
     _Atomic int inflight;     /* messages between MAIL FROM and their end */
@@ -39,6 +41,18 @@ void um_daemon_set(struct um_daemon *d);
 struct um_daemon *um_daemon_get(void);
 /* A counted reference to the current configuration; release with um_config_unref(). */
 struct um_config *um_daemon_config(struct um_daemon *d);
+
+/*
+ * control.c: the local control socket (unimilter stats / reset). um_control_start() binds
+ * cfg->control_socket (giving it owner uid/gid and the milter socket's mode), then serves
+ * it from one thread until um_control_stop(). Returns 0, or -1 after logging why.
+ */
+int um_control_start(struct um_daemon *d, const struct um_config *cfg, uid_t uid, gid_t gid);
+void um_control_stop(struct um_daemon *d);
+
+/* cli.c: subcommands of the same binary (stats, reset, keygen, check-keys). Returns the
+ * exit status, or -1 when argv[1] names no subcommand. */
+int um_cli_run(int argc, char **argv);
 
 /* callbacks.c: the filter description handed to smfi_register(). */
 struct smfiDesc;
