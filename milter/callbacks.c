@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "daemon.h"
+#include "outbound.h"
 #include "session.h"
 
 #define CONN(ctx) ((struct conn_ctx *)smfi_getpriv(ctx))
@@ -195,6 +196,8 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
         msg_ctx_end(cc);
         return SMFIS_ACCEPT;
     }
+    if (cc->msg.mode == UM_MODE_OUTBOUND)
+        return ob_envfrom(ctx, cc);
     return SMFIS_CONTINUE;
 }
 
@@ -203,9 +206,13 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 {
     struct conn_ctx *cc = CONN(ctx);
 
-    (void)argv;
     if (cc == NULL)
         return cb_tempfail(ctx, NULL, "envrcpt", "no connection context");
+    if (cc->msg.mode == UM_MODE_OUTBOUND) {
+        sfsistat rc = ob_envrcpt(ctx, cc, argv != NULL ? argv[0] : NULL);
+        if (rc != SMFIS_CONTINUE)
+            return rc; /* this recipient only; the transaction goes on */
+    }
     cc->msg.nrcpt++;
     return SMFIS_CONTINUE;
 }
@@ -215,27 +222,35 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
 {
     struct conn_ctx *cc = CONN(ctx);
 
-    (void)name;
-    (void)value;
     if (cc == NULL)
         return cb_tempfail(ctx, NULL, "header", "no connection context");
     cc->msg.nhdr++;
+    if (cc->msg.mode == UM_MODE_OUTBOUND)
+        return ob_header(ctx, cc, name, value);
     return SMFIS_CONTINUE;
 }
 
 static sfsistat
 mlfi_eoh(SMFICTX *ctx)
 {
-    (void)ctx;
+    struct conn_ctx *cc = CONN(ctx);
+
+    if (cc == NULL)
+        return cb_tempfail(ctx, NULL, "eoh", "no connection context");
+    if (cc->msg.mode == UM_MODE_OUTBOUND)
+        return ob_eoh(ctx, cc);
     return SMFIS_CONTINUE;
 }
 
 static sfsistat
 mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
-    (void)ctx;
-    (void)chunk;
-    (void)len;
+    struct conn_ctx *cc = CONN(ctx);
+
+    if (cc == NULL)
+        return cb_tempfail(ctx, NULL, "body", "no connection context");
+    if (cc->msg.mode == UM_MODE_OUTBOUND)
+        return ob_body(ctx, cc, chunk, len);
     return SMFIS_CONTINUE;
 }
 
@@ -251,6 +266,13 @@ mlfi_eom(SMFICTX *ctx)
     qid = cb_macro(ctx, "i");
     free(cc->msg.qid);
     cc->msg.qid = session_strdup(qid);
+    if (cc->msg.mode == UM_MODE_OUTBOUND) {
+        sfsistat rc = ob_eom(ctx, cc);
+        if (rc != SMFIS_CONTINUE) {
+            msg_ctx_end(cc);
+            return rc;
+        }
+    }
     if (cc->cfg->trace_header) {
         char val[32];
         (void)snprintf(val, sizeof(val), "%s%s", cc->leadspc ? " " : "",
@@ -266,7 +288,19 @@ mlfi_eom(SMFICTX *ctx)
     um_logline_int(&l, "rule", cc->msg.rule);
     um_logline_str(&l, "from", cc->msg.envfrom);
     um_logline_int(&l, "rcpts", cc->msg.nrcpt);
-    um_logline_str(&l, "action", "accept");
+    if (cc->msg.mode == UM_MODE_OUTBOUND) {
+        if (cc->msg.have_key)
+            um_logline_mem(&l, "rl.sender", cc->msg.key.key, cc->msg.key.len);
+        if (cc->msg.rl_refused > 0)
+            um_logline_int(&l, "rl.over", cc->msg.rl_refused);
+        if (cc->msg.sign != NULL && !cc->msg.sign_off) {
+            um_logline_str(&l, "dkim.d", cc->msg.sign_domain);
+            um_logline_int(&l, "dkim.sigs", (long long)um_dkim_sign_count(cc->msg.sign));
+        } else {
+            um_logline_str(&l, "dkim.sign", cc->msg.sign_skip != NULL ? cc->msg.sign_skip : "none");
+        }
+    }
+    um_logline_str(&l, "action", cc->msg.hold ? "hold" : "accept");
     um_log_emit(&cc->d->log, UM_LOG_INFO, &l);
     msg_ctx_end(cc);
     return SMFIS_ACCEPT;

@@ -5,8 +5,8 @@
  *              starts and publishes its address once (um_daemon_set()); the callbacks reach
  *              it through um_daemon_get(), because libmilter gives callbacks no user pointer
  *              until smfi_setpriv().
- * THREADS      cfg is swapped by the reload (main) thread under cfg_lock; readers take a
- *              reference with um_daemon_config() and keep it for a whole connection.
+ * THREADS      rt is swapped by the reload (main) thread under cfg_lock; readers take a
+ *              reference with um_daemon_runtime() and keep it for a whole connection.
  *              Counters and flags are atomics. Nothing else in it changes after startup.
  */
 #ifndef UM_DAEMON_H
@@ -20,13 +20,14 @@
 
 #include "config.h"
 #include "log.h"
+#include "runtime.h"
 
 /* libmilter takes char * for strings it never writes; this drops the const once, here. */
 #define MSTR(s) ((char *)(uintptr_t)(s))
 
 struct um_daemon {
     pthread_mutex_t cfg_lock;
-    struct um_config *cfg; /* current snapshot; guarded by cfg_lock */
+    struct um_runtime *rt; /* current snapshot; guarded by cfg_lock */
     struct um_logger log;
     struct um_ratelimit *rl; /* process lifetime; its policy is swapped on reload */
 
@@ -41,6 +42,8 @@ void um_daemon_set(struct um_daemon *d);
 struct um_daemon *um_daemon_get(void);
 /* A counted reference to the current configuration; release with um_config_unref(). */
 struct um_config *um_daemon_config(struct um_daemon *d);
+/* A counted reference to the current runtime; release with um_runtime_unref(). */
+struct um_runtime *um_daemon_runtime(struct um_daemon *d);
 
 /*
  * control.c: the local control socket (unimilter stats / reset). um_control_start() binds

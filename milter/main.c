@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <sysexits.h>
 #include <time.h>
@@ -56,14 +58,24 @@ um_daemon_get(void)
     return main_daemon;
 }
 
+struct um_runtime *
+um_daemon_runtime(struct um_daemon *d)
+{
+    struct um_runtime *rt;
+
+    pthread_mutex_lock(&d->cfg_lock);
+    rt = um_runtime_ref(d->rt);
+    pthread_mutex_unlock(&d->cfg_lock);
+    return rt;
+}
+
 struct um_config *
 um_daemon_config(struct um_daemon *d)
 {
-    struct um_config *cfg;
+    struct um_runtime *rt = um_daemon_runtime(d);
+    struct um_config *cfg = um_config_ref(rt->cfg);
 
-    pthread_mutex_lock(&d->cfg_lock);
-    cfg = um_config_ref(d->cfg);
-    pthread_mutex_unlock(&d->cfg_lock);
+    um_runtime_unref(rt);
     return cfg;
 }
 
@@ -110,6 +122,7 @@ struct main_ids {
     gid_t sock_gid;
     bool have_sock_gid;
     bool drop;
+    uid_t uid_for_keys; /* besides root, who may own key files */
 };
 
 /* Looks up user, group and socket group; errors name the file and line of the setting. */
@@ -255,6 +268,34 @@ main_drop_privileges(struct um_daemon *d, const struct um_config *cfg, const str
     return 0;
 }
 
+/* The rate limiter lives as long as the process; reloads swap only its policy. */
+static int
+main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
+{
+    struct um_ratelimit_opts o = {0};
+    struct um_error err = {0};
+    size_t loaded = 0;
+
+    o.max_senders = (size_t)cfg->ratelimit.max_senders;
+    if (getrandom(o.seed, sizeof(o.seed), 0) != (ssize_t)sizeof(o.seed))
+        o.seed[0] = (uint64_t)time(NULL) ^ (uint64_t)getpid();
+    if (um_ratelimit_new(&o, d->rt->rlpol, &d->rl, &err) != UM_OK) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "rate limiter: %s", err.msg);
+        return -1;
+    }
+    if (cfg->ratelimit.state_file != NULL) {
+        if (um_ratelimit_load(d->rl, cfg->ratelimit.state_file, (int64_t)time(NULL), &loaded,
+                              &err)
+            != UM_OK)
+            um_log_msg(&d->log, UM_LOG_ERR, "ratelimit",
+                       "saved counts not loaded, starting from zero: %s", err.msg);
+        else
+            um_log_msg(&d->log, UM_LOG_INFO, "ratelimit", "loaded counts of %zu sender(s) from %s",
+                       loaded, cfg->ratelimit.state_file);
+    }
+    return 0;
+}
+
 static void
 main_on_signal(int sig)
 {
@@ -297,32 +338,73 @@ main_apply_logging(struct um_daemon *d, const struct um_config *cfg, bool foregr
 }
 
 static void
-main_reload(struct um_daemon *d, const char *path, const char *sock, bool overridden)
+main_reload(struct um_daemon *d, const char *path, const char *sock, bool overridden,
+            uid_t key_uid)
 {
     struct um_config *ncfg, *old;
+    struct um_runtime *nrt, *oldrt;
     struct um_error err = {0};
+    enum um_status st;
 
     if (um_config_load(path, &ncfg, &err) != UM_OK) {
         um_log_msg(&d->log, UM_LOG_ERR, "reload",
                    "new configuration rejected, the running one stays: %s", err.msg);
         return;
     }
+    st = um_runtime_build(ncfg, key_uid, &nrt, &err);
+    um_config_unref(ncfg);
+    if (st != UM_OK) {
+        um_log_msg(&d->log, UM_LOG_ERR, "reload",
+                   "new configuration rejected, the running one stays: %s", err.msg);
+        return;
+    }
     old = um_daemon_config(d);
-    if (!overridden && strcmp(sock, ncfg->socket) != 0)
+    if (!overridden && strcmp(sock, nrt->cfg->socket) != 0)
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
-                   "socket changed to %s: takes effect at the next restart", ncfg->socket);
-    if (strcmp(old->user, ncfg->user) != 0 || (old->group == NULL) != (ncfg->group == NULL)
-        || (old->group != NULL && strcmp(old->group, ncfg->group) != 0))
+                   "socket changed to %s: takes effect at the next restart", nrt->cfg->socket);
+    if (strcmp(old->user, nrt->cfg->user) != 0
+        || (old->group == NULL) != (nrt->cfg->group == NULL)
+        || (old->group != NULL && strcmp(old->group, nrt->cfg->group) != 0))
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "user/group changed: takes effect at the next restart");
     um_config_unref(old);
+    /* Counts survive: only the policy (limits, overrides, exemptions) is swapped. */
+    um_ratelimit_set_policy(d->rl, nrt->rlpol);
     pthread_mutex_lock(&d->cfg_lock);
-    old = d->cfg;
-    d->cfg = ncfg;
+    oldrt = d->rt;
+    d->rt = nrt;
     pthread_mutex_unlock(&d->cfg_lock);
-    um_config_unref(old);
-    um_logger_set_level(&d->log, ncfg->log_level);
+    um_runtime_unref(oldrt);
+    um_logger_set_level(&d->log, nrt->cfg->log_level);
     um_log_msg(&d->log, UM_LOG_INFO, "reload", "configuration %s loaded", path);
+}
+
+/* Writes the rate-limit counts to the state file, if one is configured. */
+static void
+main_save_state(struct um_daemon *d, bool at_exit)
+{
+    struct um_config *cfg = um_daemon_config(d);
+    struct um_error err = {0};
+
+    if (cfg->ratelimit.state_file != NULL) {
+        if (um_ratelimit_save(d->rl, cfg->ratelimit.state_file, (int64_t)time(NULL), &err)
+            != UM_OK)
+            um_log_msg(&d->log, UM_LOG_ERR, "ratelimit", "cannot save counts: %s", err.msg);
+        else if (at_exit)
+            um_log_msg(&d->log, UM_LOG_INFO, "ratelimit", "counts saved to %s",
+                       cfg->ratelimit.state_file);
+    }
+    um_config_unref(cfg);
+}
+
+static int
+main_snapshot_interval(struct um_daemon *d)
+{
+    struct um_config *cfg = um_daemon_config(d);
+    int v = cfg->ratelimit.snapshot_interval;
+
+    um_config_unref(cfg);
+    return v;
 }
 
 /* SIGTERM: refuse new messages, wait (bounded) for those in flight, stop libmilter. */
@@ -361,6 +443,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     struct um_config *cfg = um_daemon_config(d);
     int rc = 0;
     bool stopping = false;
+    time_t last_save = time(NULL);
 
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
@@ -409,11 +492,19 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
         struct pollfd pfd = {main_sigpipe[0], POLLIN, 0};
         unsigned char b;
 
+        time_t now = time(NULL);
+
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ; /* notification commands and sendmail runs */
+        if (now - last_save >= (time_t)main_snapshot_interval(d)) {
+            main_save_state(d, false);
+            last_save = now;
+        }
         if (poll(&pfd, 1, 1000) <= 0)
             continue;
         while (read(main_sigpipe[0], &b, 1) == 1) {
             if ((b == SIGHUP || b == SIGUSR1) && !stopping) {
-                main_reload(d, path, sock, overridden);
+                main_reload(d, path, sock, overridden, ids->uid_for_keys);
             } else if ((b == SIGTERM || b == SIGINT) && !stopping) {
                 stopping = true;
                 main_drain(d, &mm);
@@ -426,6 +517,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
         }
     }
     pthread_join(mm.thread, NULL);
+    main_save_state(d, true);
     if (main_unix_path(sock) != NULL)
         (void)unlink(main_unix_path(sock));
     if (!atomic_load(&mm.stop_requested)) {
@@ -448,6 +540,8 @@ main(int argc, char **argv)
     const char *path = UM_DEFAULT_CONFIG, *sock_override = NULL;
     bool check_only = false;
     char msg[512], *sock;
+    struct um_runtime *rt;
+    enum um_status st;
     int c, rc;
 
     while ((c = getopt(argc, argv, "c:p:nVh")) != -1) {
@@ -498,27 +592,44 @@ main(int argc, char **argv)
         um_config_unref(cfg);
         return check_only ? 1 : EX_CONFIG;
     }
+    /* Keys may belong to root or to the user we will run as. */
+    st = um_runtime_build(cfg, ids.drop ? ids.uid : geteuid(), &rt, &err);
+    um_config_unref(cfg);
+    if (st != UM_OK) {
+        fprintf(stderr, "unimilter: %s\n", err.msg);
+        return check_only ? 1 : EX_CONFIG;
+    }
+    cfg = rt->cfg;
     if (check_only) {
         printf("unimilter: %s: configuration OK\n", path);
-        um_config_unref(cfg);
+        um_runtime_unref(rt);
         return 0;
     }
 
     memset(&d, 0, sizeof(d));
     pthread_mutex_init(&d.cfg_lock, NULL);
     um_logger_init(&d.log, sink_stderr, NULL, UM_LOG_INFO);
-    d.cfg = cfg;
+    d.rt = rt;
     main_apply_logging(&d, cfg, false);
+    if (main_ratelimit_init(&d, cfg) != 0) {
+        um_runtime_unref(rt);
+        return EX_SOFTWARE;
+    }
     um_daemon_set(&d);
     /* A copy: the snapshot that holds cfg->socket may be freed by a reload. */
     sock = strdup(sock_override != NULL ? sock_override : cfg->socket);
     if (sock == NULL)
         return EX_OSERR;
+    if (ids.drop)
+        ids.uid_for_keys = ids.uid;
+    else
+        ids.uid_for_keys = geteuid();
     rc = main_serve(&d, path, sock, sock_override != NULL, &ids);
     free(sock);
     pthread_mutex_lock(&d.cfg_lock);
-    um_config_unref(d.cfg);
-    d.cfg = NULL;
+    um_runtime_unref(d.rt);
+    d.rt = NULL;
     pthread_mutex_unlock(&d.cfg_lock);
+    um_ratelimit_free(d.rl);
     return rc;
 }

@@ -28,7 +28,8 @@ conn_ctx_new(struct um_daemon *d)
     if (cc == NULL)
         return NULL;
     cc->d = d;
-    cc->cfg = um_daemon_config(d);
+    cc->rt = um_daemon_runtime(d);
+    cc->cfg = cc->rt->cfg;
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         /* Not security-relevant: the id only ties log lines together. */
         unsigned long long t = (unsigned long long)time(NULL) ^ (unsigned long long)(size_t)cc;
@@ -42,12 +43,39 @@ conn_ctx_new(struct um_daemon *d)
 }
 
 void
+msg_ctx_commit(struct conn_ctx *cc)
+{
+    free(cc->msg.resv);
+    cc->msg.resv = NULL;
+    cc->msg.nresv = 0;
+}
+
+void
 msg_ctx_end(struct conn_ctx *cc)
 {
     struct msg_ctx *m = &cc->msg;
 
     if (m->active)
         atomic_fetch_sub(&cc->d->inflight, 1);
+    /* RFC 5321 transaction not completed: its recipients no longer count. */
+    for (size_t i = 0; i < m->nresv; i++) {
+        unsigned released = 0;
+        struct um_error err = {0};
+        if (um_ratelimit_release(cc->d->rl, (struct um_str){m->key.key, m->key.len},
+                                 m->resv[i].ts, m->resv[i].n, &released, &err)
+            != UM_OK)
+            um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "release failed: %s", err.msg);
+    }
+    free(m->resv);
+    for (size_t i = 0; i < m->nrcpt_first; i++)
+        free(m->rcpt_first[i]);
+    free(m->received);
+    for (size_t i = 0; i < m->nhdr_kept; i++) {
+        free(m->hdr[i].name);
+        free(m->hdr[i].value);
+    }
+    free(m->hdr);
+    um_dkim_sign_session_free(m->sign);
     free(m->qid);
     free(m->envfrom);
     free(m->auth_authen);
@@ -74,7 +102,7 @@ conn_ctx_free(struct conn_ctx *cc)
     free(cc->helo);
     free(cc->daemon_name);
     free(cc->daemon_port);
-    um_config_unref(cc->cfg);
+    um_runtime_unref(cc->rt);
     atomic_fetch_sub(&cc->d->connections, 1);
     free(cc);
 }

@@ -17,6 +17,19 @@
 
 #include "daemon.h"
 #include "mode.h"
+#include "runtime.h"
+
+#define MSG_RCPTS_KEPT 5 /* first recipients kept for a rate-limit notice */
+
+struct msg_hdr {
+    char *name, *value;
+};
+
+/* One rate-limit reservation to give back if the message does not complete. */
+struct msg_resv {
+    int64_t ts;
+    unsigned n;
+};
 
 struct msg_ctx {
     bool active;         /* counted in d->inflight */
@@ -27,11 +40,33 @@ struct msg_ctx {
     char *auth_authen;
     unsigned nrcpt;
     unsigned nhdr;
+
+    /* outbound: rate limit */
+    bool rl_on;            /* this message is counted */
+    bool rl_at_eom;        /* decide once at end of message (local submission, uid key) */
+    bool have_key;
+    struct um_senderkey key;
+    struct msg_resv *resv; /* reservations made at RCPT */
+    size_t nresv;
+    bool hold;             /* quarantine at end of message */
+    char *rcpt_first[MSG_RCPTS_KEPT];
+    size_t nrcpt_first;
+    unsigned rl_refused;   /* recipients refused (or that would be, in monitor mode) */
+    char *received;        /* the first Received header (uid source) */
+
+    /* outbound: signing */
+    struct msg_hdr *hdr;   /* headers kept until the From domain is known (eoh) */
+    size_t nhdr_kept, hdr_cap, hdr_bytes;
+    bool sign_off;         /* not signing this message (reason logged) */
+    const char *sign_skip; /* why not, for the verdict line */
+    struct um_dkim_sign_session *sign;
+    char sign_domain[256];
 };
 
 struct conn_ctx {
     struct um_daemon *d;
-    struct um_config *cfg; /* pinned snapshot */
+    struct um_runtime *rt; /* pinned snapshot */
+    struct um_config *cfg; /* rt->cfg, borrowed */
     char sess[17];         /* 16 hex digits */
     char client_ip[64];
     char *client_name;
@@ -47,8 +82,11 @@ struct conn_ctx *conn_ctx_new(struct um_daemon *d);
 void conn_ctx_free(struct conn_ctx *cc);
 /* Starts a message: resets the previous one and counts this one in flight. */
 void msg_ctx_begin(struct conn_ctx *cc);
-/* Ends the current message (if any): frees its strings, uncounts it. Idempotent. */
+/* Ends the current message (if any): gives back rate-limit reservations it still holds,
+ * frees its strings, uncounts it. Idempotent. A message that completed calls
+ * msg_ctx_commit() first, so its reservations stay counted. */
 void msg_ctx_end(struct conn_ctx *cc);
+void msg_ctx_commit(struct conn_ctx *cc);
 /* strdup that tolerates NULL. */
 char *session_strdup(const char *s);
 

@@ -37,9 +37,10 @@ fail() {
 }
 
 # write_conf FILE [extra libconfig text]: a config on the private socket, stderr logs,
-# trace header on, the example's mode rules.
+# trace header on, the example's mode rules. RLEXTRA (env) adds ratelimit settings.
 write_conf() {
     local f=$1; shift
+    local RLEXTRA=${RLEXTRA:-}
     cat >"$f" <<CONF
 socket = "unix:$T/um.sock";
 socket_mode = "0666";
@@ -47,6 +48,8 @@ user = "nobody";
 shutdown_timeout = 10;
 log = { target = "stderr"; level = "debug"; };
 debug = { trace_header = true; };
+control_socket = "$T/control.sock";
+ratelimit = { state_file = "$T/rl.state"; $RLEXTRA };
 mode = {
     default = "inbound";
     rules = (

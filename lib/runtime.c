@@ -1,0 +1,170 @@
+/*
+ * runtime.c - build the loaded snapshot from a parsed configuration
+ *
+ * Design note: everything expensive or fallible that a configuration implies (reading key
+ * files, building regex-backed signing contexts, compiling the rate-limit policy) happens
+ * here, once per load, never on the message path. Errors are prefixed with the file and
+ * line the config parser recorded, so operators see where to look. Work is linear in the
+ * number of keys and rules.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum um_status
+rt_fail(struct um_error *err, const struct um_config *cfg, int line, const char *path,
+        const struct um_error *inner)
+{
+    return um_error_set(err, inner->code == UM_OK ? UM_EINVAL : inner->code, "%s:%d: %s: %s",
+                        cfg->path, line, path, inner->msg);
+}
+
+static enum um_status
+rt_build_signing(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
+{
+    const struct um_config *cfg = rt->cfg;
+    const char **hdrs = NULL;
+    struct um_error e = {0};
+    enum um_status st = UM_OK;
+    char path[64];
+
+    rt->nkeys = cfg->dkim_sign.nkey;
+    if (rt->nkeys > 0) {
+        rt->keys = calloc(rt->nkeys, sizeof(*rt->keys));
+        if (rt->keys == NULL)
+            return um_error_set(err, UM_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < rt->nkeys; i++) {
+        const struct um_cfg_key *k = &cfg->dkim_sign.key[i];
+        struct um_dkim_sign_keyspec spec = {k->name, k->domain, k->selector, k->identity,
+                                            k->file, key_uid};
+        if (um_dkim_sign_key_load(&spec, &rt->keys[i], &e) != UM_OK) {
+            (void)snprintf(path, sizeof(path), "dkim_sign.keys.[%zu]", i);
+            return rt_fail(err, cfg, k->line, path, &e);
+        }
+    }
+    if (um_keyrule_new(&rt->keyrule, &e) != UM_OK)
+        return rt_fail(err, cfg, cfg->dkim_sign.line_rules, "dkim_sign.rules", &e);
+    for (size_t i = 0; i < cfg->dkim_sign.nrule; i++) {
+        const struct um_cfg_signrule *r = &cfg->dkim_sign.rule[i];
+        if (um_keyrule_add(rt->keyrule, r->from, (const char *const *)r->keys, r->nkeys, &e)
+            != UM_OK) {
+            (void)snprintf(path, sizeof(path), "dkim_sign.rules.[%zu]", i);
+            return rt_fail(err, cfg, r->line, path, &e);
+        }
+    }
+    if (cfg->dkim_sign.nheaders > 0) {
+        hdrs = calloc(cfg->dkim_sign.nheaders + 1, sizeof(*hdrs));
+        if (hdrs == NULL)
+            return um_error_set(err, UM_ENOMEM, "out of memory");
+        for (size_t i = 0; i < cfg->dkim_sign.nheaders; i++)
+            hdrs[i] = cfg->dkim_sign.headers[i];
+    }
+    for (int lead = 0; lead < 2 && st == UM_OK; lead++) {
+        struct um_dkim_sign_opts o = {0};
+        o.header_canon = cfg->dkim_sign.header_canon == 1 ? UM_DKIM_CANON_SIMPLE
+                                                          : UM_DKIM_CANON_RELAXED;
+        o.body_canon = cfg->dkim_sign.body_canon == 1 ? UM_DKIM_CANON_SIMPLE
+                                                      : UM_DKIM_CANON_RELAXED;
+        o.sign_headers = hdrs;
+        o.value_has_leading_space = lead == 1;
+        st = um_dkim_sign_new(&o, &rt->sign[lead], &e);
+        if (st != UM_OK)
+            st = rt_fail(err, cfg, cfg->dkim_sign.line_keys, "dkim_sign", &e);
+    }
+    free(hdrs);
+    return st;
+}
+
+static enum um_status
+rt_build_ratelimit(struct um_runtime *rt, struct um_error *err)
+{
+    const struct um_config *cfg = rt->cfg;
+    struct um_ratelimit_rule *rules = NULL;
+    struct um_error e = {0};
+    enum um_status st;
+
+    um_senderkey_order_init(&rt->order);
+    for (size_t i = 0; i < cfg->ratelimit.nkey; i++) {
+        const char *src = cfg->ratelimit.key[i];
+        if (um_senderkey_order_add(&rt->order, (struct um_str){src, strlen(src)}, &e) != UM_OK)
+            return um_error_set(err, UM_EINVAL, "%s: ratelimit.key: %s", cfg->path, e.msg);
+        if (strcmp(src, "uid") == 0)
+            rt->order_has_uid = true;
+    }
+    if (cfg->ratelimit.nrule > 0) {
+        rules = calloc(cfg->ratelimit.nrule, sizeof(*rules));
+        if (rules == NULL)
+            return um_error_set(err, UM_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < cfg->ratelimit.nrule; i++) {
+        const struct um_cfg_rlrule *r = &cfg->ratelimit.rule[i];
+        rules[i].pattern = (struct um_str){r->sender, strlen(r->sender)};
+        rules[i].kind = r->exempt ? UM_RATELIMIT_RULE_EXEMPT : UM_RATELIMIT_RULE_LIMIT;
+        rules[i].limit = r->limit < 0 ? 0 : (unsigned)r->limit;
+    }
+    st = um_ratelimit_policy_new((unsigned)cfg->ratelimit.limit, (unsigned)cfg->ratelimit.window,
+                                 rules, cfg->ratelimit.nrule, &rt->rlpol, &e);
+    free(rules);
+    if (st != UM_OK)
+        return um_error_set(err, st, "%s: ratelimit.overrides: %s", cfg->path, e.msg);
+    return UM_OK;
+}
+
+enum um_status
+um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_runtime **out,
+                 struct um_error *err)
+{
+    struct um_runtime *rt = calloc(1, sizeof(*rt));
+    enum um_status st;
+
+    *out = NULL;
+    if (rt == NULL)
+        return um_error_set(err, UM_ENOMEM, "out of memory");
+    atomic_init(&rt->refs, 1);
+    rt->cfg = um_config_ref(cfg);
+    st = rt_build_signing(rt, key_uid, err);
+    if (st == UM_OK)
+        st = rt_build_ratelimit(rt, err);
+    if (st != UM_OK) {
+        um_runtime_unref(rt);
+        return st;
+    }
+    *out = rt;
+    return UM_OK;
+}
+
+struct um_runtime *
+um_runtime_ref(struct um_runtime *rt)
+{
+    if (rt != NULL)
+        atomic_fetch_add(&rt->refs, 1);
+    return rt;
+}
+
+void
+um_runtime_unref(struct um_runtime *rt)
+{
+    if (rt == NULL || atomic_fetch_sub(&rt->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < rt->nkeys; i++)
+        um_dkim_sign_key_free(rt->keys[i]);
+    free(rt->keys);
+    um_keyrule_free(rt->keyrule);
+    um_dkim_sign_free(rt->sign[0]);
+    um_dkim_sign_free(rt->sign[1]);
+    um_ratelimit_policy_free(rt->rlpol);
+    um_config_unref(rt->cfg);
+    free(rt);
+}
+
+const struct um_signer *
+um_runtime_key(const struct um_runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->nkeys; i++)
+        if (strcmp(rt->cfg->dkim_sign.key[i].name, name) == 0)
+            return rt->keys[i];
+    return NULL;
+}

@@ -1,0 +1,386 @@
+/*
+ * outbound.c - rate limit and DKIM signing on the outbound message path
+ *
+ * Design note: a recipient is reserved in the limiter the moment it is accepted (RCPT), so
+ * parallel connections of one sender cannot together exceed the limit; reservations of a
+ * message that does not complete are given back by msg_ctx_end(). Mail from the local host
+ * (Postfix's non_smtpd_milters emulate a connection from "localhost" [127.0.0.1]; Postfix
+ * does not let those milters refuse single recipients) and uid-keyed senders (the uid is in
+ * Postfix's own Received header) are decided once, at end of message, for all recipients.
+ * Headers are kept (bounded: UM_OB_MAX_HEADER_BYTES) only until end of headers, because the
+ * From domain that picks the signing keys may come after other headers; the body streams.
+ */
+#include "outbound.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define UM_OB_MAX_HEADER_BYTES (1024 * 1024)
+
+static bool
+ob_is_local(const struct conn_ctx *cc)
+{
+    bool loopback = strcmp(cc->client_ip, "127.0.0.1") == 0 || strcmp(cc->client_ip, "::1") == 0;
+
+    return loopback && cc->client_name != NULL && strcasecmp(cc->client_name, "localhost") == 0;
+}
+
+static struct um_str
+ob_str(const char *s)
+{
+    return (struct um_str){s != NULL ? s : "", s != NULL ? strlen(s) : 0};
+}
+
+/* Derives the sender key; false (and rl_on cleared) when no source gives one. */
+static bool
+ob_derive_key(struct conn_ctx *cc)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct um_senderkey_input in;
+    struct um_error err = {0};
+    enum um_status st;
+
+    in.sasl_login = ob_str(m->auth_authen);
+    in.sender = ob_str(m->envfrom);
+    in.client_ip = ob_str(cc->client_ip);
+    in.received = ob_str(m->received);
+    st = um_senderkey_derive(&cc->rt->order, &in, &m->key, &err);
+    if (st != UM_OK) {
+        struct um_logline l;
+        um_logline_init(&l, cc->sess, "ratelimit");
+        um_logline_str(&l, "action", "not-counted");
+        um_logline_str(&l, "reason", err.msg);
+        um_log_emit(&cc->d->log, st == UM_ENOENT ? UM_LOG_DEBUG : UM_LOG_WARNING, &l);
+        m->rl_on = false;
+        return false;
+    }
+    m->have_key = true;
+    return true;
+}
+
+sfsistat
+ob_envfrom(SMFICTX *ctx, struct conn_ctx *cc)
+{
+    struct msg_ctx *m = &cc->msg;
+
+    (void)ctx;
+    m->rl_on = cc->cfg->ratelimit.enabled;
+    m->rl_at_eom = cc->rt->order_has_uid || ob_is_local(cc);
+    if (m->rl_on && !m->rl_at_eom)
+        (void)ob_derive_key(cc);
+    return SMFIS_CONTINUE;
+}
+
+static const char *
+ob_action_name(const struct um_config *cfg)
+{
+    if (cfg->ratelimit.monitor_only)
+        return "monitor";
+    switch (cfg->ratelimit.action) {
+    case UM_RL_ACTION_TEMPFAIL:
+        return "tempfail";
+    case UM_RL_ACTION_HOLD:
+        return "hold";
+    case UM_RL_ACTION_REJECT:
+        return "reject";
+    }
+    return "tempfail";
+}
+
+/* Over the limit: log, notify once per episode, and answer per the configured action. */
+static sfsistat
+ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decision *dec,
+              unsigned asked)
+{
+    const struct um_config *cfg = cc->cfg;
+    struct msg_ctx *m = &cc->msg;
+    struct um_logline l;
+    char text[160];
+
+    m->rl_refused += asked;
+    um_logline_init(&l, cc->sess, "ratelimit");
+    um_logline_mem(&l, "sender", m->key.key, m->key.len);
+    um_logline_int(&l, "rcpts", (long long)dec->count + asked);
+    um_logline_int(&l, "limit", dec->limit);
+    um_logline_int(&l, "window", dec->window);
+    um_logline_str(&l, "ip", cc->client_ip);
+    um_logline_str(&l, "stage", m->rl_at_eom ? "eom" : "rcpt");
+    um_logline_str(&l, "action", ob_action_name(cfg));
+    um_log_emit(&cc->d->log, UM_LOG_INFO, &l);
+    if (dec->notify) {
+        struct um_rl_notice n = {cc->sess, m->key.key, cc->client_ip, dec->count + asked,
+                                 dec->limit, dec->window, dec->refused,
+                                 (const char *const *)m->rcpt_first, m->nrcpt_first};
+        um_notify_ratelimit(cc->d, cfg, &n);
+    }
+    if (cfg->ratelimit.monitor_only)
+        return SMFIS_CONTINUE;
+    (void)snprintf(text, sizeof(text),
+                   "Sender rate limit exceeded: at most %u recipients per %u seconds",
+                   dec->limit, dec->window);
+    switch (cfg->ratelimit.action) {
+    case UM_RL_ACTION_HOLD:
+        m->hold = true;
+        return SMFIS_CONTINUE;
+    case UM_RL_ACTION_REJECT:
+        (void)smfi_setreply(ctx, MSTR("550"), MSTR("5.7.1"), text);
+        return SMFIS_REJECT;
+    case UM_RL_ACTION_TEMPFAIL:
+        break;
+    }
+    (void)strncat(text, ", try again later", sizeof(text) - strlen(text) - 1);
+    (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.7.1"), text);
+    return SMFIS_TEMPFAIL;
+}
+
+static sfsistat
+ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct um_ratelimit_decision dec;
+    struct um_error err = {0};
+    struct msg_resv *nr;
+
+    if (um_ratelimit_reserve(cc->d->rl, (struct um_str){m->key.key, m->key.len}, n,
+                             (int64_t)time(NULL), &dec, &err)
+        != UM_OK) {
+        um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "not counted: %s", err.msg);
+        return SMFIS_CONTINUE; /* a limiter fault must not stop mail */
+    }
+    if (dec.evicted_active)
+        um_log_msg(&cc->d->log, UM_LOG_WARNING, "ratelimit",
+                   "tracking table full: an active sender was evicted; raise "
+                   "ratelimit.max_senders");
+    if (!dec.allowed)
+        return ob_over_limit(ctx, cc, &dec, n);
+    if (dec.exempt)
+        return SMFIS_CONTINUE;
+    if (m->nresv > 0 && m->resv[m->nresv - 1].ts == dec.ts) {
+        m->resv[m->nresv - 1].n += n;
+        return SMFIS_CONTINUE;
+    }
+    nr = realloc(m->resv, (m->nresv + 1) * sizeof(*nr));
+    if (nr == NULL) {
+        /* Cannot remember it: keep it counted (never under-count). */
+        return SMFIS_CONTINUE;
+    }
+    m->resv = nr;
+    m->resv[m->nresv].ts = dec.ts;
+    m->resv[m->nresv].n = n;
+    m->nresv++;
+    return SMFIS_CONTINUE;
+}
+
+sfsistat
+ob_envrcpt(SMFICTX *ctx, struct conn_ctx *cc, const char *rcpt)
+{
+    struct msg_ctx *m = &cc->msg;
+
+    if (m->nrcpt_first < MSG_RCPTS_KEPT && rcpt != NULL) {
+        m->rcpt_first[m->nrcpt_first] = strdup(rcpt);
+        if (m->rcpt_first[m->nrcpt_first] != NULL)
+            m->nrcpt_first++;
+    }
+    if (!m->rl_on || m->rl_at_eom || !m->have_key)
+        return SMFIS_CONTINUE;
+    return ob_reserve(ctx, cc, 1);
+}
+
+static bool
+ob_signing_configured(const struct conn_ctx *cc)
+{
+    return cc->rt->nkeys > 0 && um_keyrule_count(cc->rt->keyrule) > 0;
+}
+
+sfsistat
+ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value)
+{
+    struct msg_ctx *m = &cc->msg;
+    size_t need;
+
+    (void)ctx;
+    if (m->received == NULL && strcasecmp(name, "Received") == 0)
+        m->received = strdup(value);
+    if (!ob_signing_configured(cc) || m->sign_off)
+        return SMFIS_CONTINUE;
+    need = strlen(name) + strlen(value) + 4;
+    if (m->hdr_bytes + need > UM_OB_MAX_HEADER_BYTES) {
+        m->sign_off = true;
+        m->sign_skip = "headers larger than 1 MiB";
+        return SMFIS_CONTINUE;
+    }
+    if (m->nhdr_kept == m->hdr_cap) {
+        size_t ncap = m->hdr_cap == 0 ? 32 : m->hdr_cap * 2;
+        struct msg_hdr *nh = realloc(m->hdr, ncap * sizeof(*nh));
+        if (nh == NULL) {
+            m->sign_off = true;
+            m->sign_skip = "out of memory";
+            return SMFIS_CONTINUE;
+        }
+        m->hdr = nh;
+        m->hdr_cap = ncap;
+    }
+    m->hdr[m->nhdr_kept].name = strdup(name);
+    m->hdr[m->nhdr_kept].value = strdup(value);
+    if (m->hdr[m->nhdr_kept].name == NULL || m->hdr[m->nhdr_kept].value == NULL) {
+        free(m->hdr[m->nhdr_kept].name);
+        free(m->hdr[m->nhdr_kept].value);
+        m->sign_off = true;
+        m->sign_skip = "out of memory";
+        return SMFIS_CONTINUE;
+    }
+    m->nhdr_kept++;
+    m->hdr_bytes += need;
+    return SMFIS_CONTINUE;
+}
+
+static void
+ob_sign_fail(struct conn_ctx *cc, const char *why)
+{
+    struct um_logline l;
+
+    cc->msg.sign_off = true;
+    cc->msg.sign_skip = "signing failed";
+    um_logline_init(&l, cc->sess, "dkim-sign");
+    um_logline_str(&l, "domain", cc->msg.sign_domain);
+    um_logline_str(&l, "error", why);
+    um_log_emit(&cc->d->log, UM_LOG_ERR, &l);
+}
+
+/* Picks the keys from the From domain and starts the signing session. */
+static void
+ob_sign_start(struct conn_ctx *cc)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct um_str froms[8], domain;
+    const struct um_signer *signers[UM_DKIM_SIGN_MAX_SIGNERS];
+    struct um_keyrule_match match;
+    struct um_error err = {0};
+    size_t nfrom = 0, nsig = 0;
+
+    for (size_t i = 0; i < m->nhdr_kept; i++) {
+        if (strcasecmp(m->hdr[i].name, "From") == 0) {
+            if (nfrom == sizeof(froms) / sizeof(froms[0])) {
+                nfrom++;
+                break;
+            }
+            froms[nfrom++] = ob_str(m->hdr[i].value);
+        }
+    }
+    if (nfrom > sizeof(froms) / sizeof(froms[0])
+        || um_keyrule_from_domain(froms, nfrom, m->sign_domain, sizeof(m->sign_domain), &domain,
+                                  &err)
+               != UM_OK) {
+        m->sign_off = true;
+        m->sign_skip = nfrom == 0 ? "no From header" : "unusable From header";
+        um_log_msg(&cc->d->log, UM_LOG_DEBUG, "dkim-sign", "not signing: %s",
+                   nfrom == 0 ? "no From header" : err.msg);
+        return;
+    }
+    um_keyrule_match(cc->rt->keyrule, domain, &match);
+    if (!match.found) {
+        m->sign_off = true;
+        m->sign_skip = "no rule for the From domain";
+        if (um_logger_wants(&cc->d->log, UM_LOG_DEBUG)) {
+            struct um_logline l;
+            um_logline_init(&l, cc->sess, "dkim-sign");
+            um_logline_str(&l, "action", "skip");
+            um_logline_str(&l, "reason", match.reason);
+            um_log_emit(&cc->d->log, UM_LOG_DEBUG, &l);
+        }
+        return;
+    }
+    for (size_t i = 0; i < match.nkeys && nsig < UM_DKIM_SIGN_MAX_SIGNERS; i++) {
+        const struct um_signer *k = um_runtime_key(cc->rt, match.keys[i]);
+        if (k != NULL)
+            signers[nsig++] = k;
+    }
+    if (um_dkim_sign_begin(cc->rt->sign[cc->leadspc ? 1 : 0], signers, nsig, cc->sess, &m->sign,
+                           &err)
+        != UM_OK) {
+        ob_sign_fail(cc, err.msg);
+        return;
+    }
+    for (size_t i = 0; i < m->nhdr_kept; i++) {
+        if (um_dkim_sign_header(m->sign, ob_str(m->hdr[i].name), ob_str(m->hdr[i].value), &err)
+            != UM_OK) {
+            ob_sign_fail(cc, err.msg);
+            return;
+        }
+    }
+    if (um_dkim_sign_eoh(m->sign, &err) != UM_OK)
+        ob_sign_fail(cc, err.msg);
+}
+
+sfsistat
+ob_eoh(SMFICTX *ctx, struct conn_ctx *cc)
+{
+    struct msg_ctx *m = &cc->msg;
+
+    (void)ctx;
+    if (ob_signing_configured(cc) && !m->sign_off)
+        ob_sign_start(cc);
+    /* The kept headers are no longer needed. */
+    for (size_t i = 0; i < m->nhdr_kept; i++) {
+        free(m->hdr[i].name);
+        free(m->hdr[i].value);
+    }
+    free(m->hdr);
+    m->hdr = NULL;
+    m->nhdr_kept = m->hdr_cap = 0;
+    return SMFIS_CONTINUE;
+}
+
+sfsistat
+ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct um_error err = {0};
+
+    (void)ctx;
+    if (m->sign != NULL && !m->sign_off
+        && um_dkim_sign_body(m->sign, (struct um_str){(const char *)chunk, len}, &err) != UM_OK)
+        ob_sign_fail(cc, err.msg);
+    return SMFIS_CONTINUE;
+}
+
+sfsistat
+ob_eom(SMFICTX *ctx, struct conn_ctx *cc)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct um_error err = {0};
+    sfsistat rc;
+
+    if (m->rl_on && m->rl_at_eom && m->nrcpt > 0 && ob_derive_key(cc)) {
+        rc = ob_reserve(ctx, cc, m->nrcpt);
+        if (rc != SMFIS_CONTINUE)
+            return rc;
+    }
+    if (m->sign != NULL && !m->sign_off) {
+        if (um_dkim_sign_end(m->sign, &err) != UM_OK) {
+            ob_sign_fail(cc, err.msg);
+        } else {
+            size_t n = um_dkim_sign_count(m->sign);
+            for (size_t i = 0; i < n; i++) {
+                if (smfi_insheader(ctx, 0, MSTR("DKIM-Signature"),
+                                   MSTR(um_dkim_sign_value(m->sign, i)))
+                    != MI_SUCCESS) {
+                    ob_sign_fail(cc, "the MTA refused the DKIM-Signature header");
+                    break;
+                }
+            }
+        }
+        if (m->sign_off && cc->cfg->dkim_sign.on_error == 1) {
+            (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.0"),
+                                MSTR("unimilter: cannot sign this message now, try again later"));
+            return SMFIS_TEMPFAIL;
+        }
+    }
+    if (m->hold && smfi_quarantine(ctx, MSTR("unimilter: sender over its rate limit")) != MI_SUCCESS)
+        um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "the MTA refused to hold the message");
+    msg_ctx_commit(cc);
+    return SMFIS_CONTINUE;
+}

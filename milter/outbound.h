@@ -1,0 +1,43 @@
+/*
+ * outbound - the outbound mode's message path: recipient rate limit and DKIM signing
+ *
+ * DESCRIPTION  Called from the mlfi_* callbacks for messages whose mode is outbound.
+ *              Rate limit: the sender key is derived at MAIL FROM; each RCPT reserves one
+ *              recipient (SMTP), or the whole message reserves all its recipients at end of
+ *              message (local submission through Postfix's non_smtpd_milters, which cannot
+ *              refuse single recipients, and uid-keyed senders, whose key is in a header).
+ *              Over the limit: tempfail, hold or reject as configured, a log line, and one
+ *              notice per episode. Signing: headers are kept until end of headers, when the
+ *              From domain picks the keys; the body streams to the signer; the signatures
+ *              are inserted at end of message.
+ * THREADS      Per-connection state only (struct conn_ctx); the limiter is shared and
+ *              thread-safe.
+ */
+#ifndef UM_OUTBOUND_H
+#define UM_OUTBOUND_H
+
+#include <libmilter/mfapi.h>
+
+#include "session.h"
+
+sfsistat ob_envfrom(SMFICTX *ctx, struct conn_ctx *cc);
+sfsistat ob_envrcpt(SMFICTX *ctx, struct conn_ctx *cc, const char *rcpt);
+sfsistat ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value);
+sfsistat ob_eoh(SMFICTX *ctx, struct conn_ctx *cc);
+sfsistat ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len);
+/* SMFIS_CONTINUE when the message may be accepted (headers added); anything else is the
+ * final answer (the reply is already set). */
+sfsistat ob_eom(SMFICTX *ctx, struct conn_ctx *cc);
+
+/* notify.c: tell someone that a sender went over its limit (once per episode). Runs the
+ * configured command and/or mails the configured address; never blocks on them. */
+struct um_rl_notice {
+    const char *sess, *key, *client_ip;
+    unsigned count, limit, window, refused;
+    const char *const *rcpts;
+    size_t nrcpts;
+};
+void um_notify_ratelimit(struct um_daemon *d, const struct um_config *cfg,
+                         const struct um_rl_notice *n);
+
+#endif
