@@ -621,7 +621,7 @@ cfg_walk_list(struct cfg_ctx *ctx, const struct cfg_item *it, void *base,
     void **arr = (void **)(void *)((char *)base + it->off);
     size_t *cnt = (size_t *)(void *)((char *)base + it->count_off);
     int n = config_setting_length(list);
-    char prefix[128], shown[160];
+    char prefix[256], shown[300];
     enum um_status st;
 
     if (config_setting_type(list) != CONFIG_TYPE_LIST)
@@ -770,7 +770,7 @@ cfg_walk_group(struct cfg_ctx *ctx, const config_setting_t *g, const char *schem
                const char *shown_prefix, void *base)
 {
     int n = config_setting_length(g);
-    char spath[128], shown[160];
+    char spath[256], shown[256];
     enum um_status st;
 
     for (int i = 0; i < n; i++) {
