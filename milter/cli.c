@@ -390,7 +390,7 @@ cli_keygen(int argc, char **argv)
     }
     req.path = path;
     if (um_keygen_write(&req, &record, &err) != UM_OK) {
-        fprintf(stderr, "unimilter: keygen: %s\n", err.msg);
+        fprintf(stderr, "unimilter: %s\n", err.msg); /* "keygen: ..." */
         return 1;
     }
     if (req.alg == UM_DKIM_ALG_RSA_SHA256)
