@@ -466,7 +466,12 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
         um_config_unref(cfg);
         return EX_SOFTWARE;
     }
+    /* Both sockets are created while we may still be root, then handed to the run user. */
     if (main_open_socket(d, sock, cfg, ids) != 0
+        || um_control_start(d, cfg, ids->drop ? ids->uid : (uid_t)-1,
+                            ids->have_sock_gid ? ids->sock_gid
+                                               : (ids->drop ? ids->gid : (gid_t)-1))
+               != 0
         || main_drop_privileges(d, cfg, ids) != 0) {
         um_config_unref(cfg);
         return EX_OSERR;
@@ -517,6 +522,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
         }
     }
     pthread_join(mm.thread, NULL);
+    um_control_stop(d);
     main_save_state(d, true);
     if (main_unix_path(sock) != NULL)
         (void)unlink(main_unix_path(sock));
@@ -544,6 +550,10 @@ main(int argc, char **argv)
     enum um_status st;
     int c, rc;
 
+    /* Subcommands of the same binary: stats, reset, keygen, check-keys. */
+    rc = um_cli_run(argc, argv);
+    if (rc >= 0)
+        return rc;
     while ((c = getopt(argc, argv, "c:p:nVh")) != -1) {
         switch (c) {
         case 'c':
