@@ -8,7 +8,8 @@
  *
  *                um_dns_txt()    TXT records of a name; each record's character-strings
  *                                are joined (RFC 6376 3.6.2.2, RFC 7208 3.3), one string
- *                                per record, in answer order.
+ *                                per record, in the resolver's order (it may rotate
+ *                                them: rrset-roundrobin).
  *                um_dns_query()  any type: rcode, the answer packet in wire format (what
  *                                libopendkim and libspf2 adapters want), and each answer
  *                                RR's rdata (raw; uncompressed names for MX/PTR/NS).
