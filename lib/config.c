@@ -82,9 +82,15 @@ static enum um_status cfg_check_signrule(struct cfg_ctx *, const config_setting_
 static const char *const cfg_rl_actions[] = {"tempfail", "hold", "reject", NULL};
 static const char *const cfg_canons[] = {"relaxed", "simple", NULL};
 static const char *const cfg_on_error[] = {"accept", "tempfail", NULL};
+static const char *const cfg_dmarc_methods[] = {"tree-walk", "psl", NULL};
+static const char *const cfg_reject_actions[] = {"reject", "hold", "tag", NULL};
+static const char *const cfg_quarantine_actions[] = {"hold", "tag", "reject", NULL};
+static const char *const cfg_bad_from_actions[] = {"reject", "tempfail", "accept", NULL};
+static const char *const cfg_temperror_actions[] = {"accept", "tempfail", NULL};
 
 #define RL(f) CO(ratelimit.f)
 #define DS(f) CO(dkim_sign.f)
+#define IB(f) CO(inbound.f)
 #define RR(f) offsetof(struct um_cfg_rlrule, f)
 #define KO(f) offsetof(struct um_cfg_key, f)
 #define SR(f) offsetof(struct um_cfg_signrule, f)
@@ -190,6 +196,47 @@ static const struct cfg_item cfg_schema[] = {
     {"ratelimit.notify.sendmail", CFG_STRING, RL(sendmail_path), 0, 0, 0, NULL,
      "/usr/sbin/sendmail", "sendmail binary used for mail_to."},
 
+    {"inbound", CFG_GROUP, 0, 0, 0, 0, NULL, "",
+     "Inbound checks: SPF, DKIM, DMARC and one Authentication-Results header."},
+    {"inbound.spf", CFG_BOOL, IB(spf), 0, 0, 0, NULL, "true", "Check SPF (RFC 7208)."},
+    {"inbound.received_spf", CFG_BOOL, IB(received_spf), 0, 0, 0, NULL, "false",
+     "Also add a Received-SPF header."},
+    {"inbound.dkim_max_signatures", CFG_INT, IB(max_signatures), 0, 1, 50, "signatures", "5",
+     "DKIM signatures verified per message; more are logged and not verified."},
+    {"inbound.dkim_min_key_bits", CFG_INT, IB(min_key_bits), 0, 512, 16384, "bits", "1024",
+     "RSA keys shorter than this give dkim=policy."},
+    {"inbound.dkim_allow_rsa_sha1", CFG_BOOL, IB(allow_rsa_sha1), 0, 0, 0, NULL, "false",
+     "Accept rsa-sha1 signatures (RFC 8301 forbids them)."},
+    {"inbound.dmarc", CFG_BOOL, IB(dmarc), 0, 0, 0, NULL, "true", "Evaluate DMARC."},
+    {.path = "inbound.dmarc_method", .kind = CFG_ENUM, .off = IB(dmarc_method),
+     .names = cfg_dmarc_methods, .dflt = "tree-walk",
+     .doc = "Policy and organizational domain discovery: tree-walk (RFC 9989) or psl (RFC 7489 "
+            "with the Public Suffix List)."},
+    {"inbound.psl_file", CFG_STRING, IB(psl_file), 0, 0, 0, NULL,
+     "/usr/share/publicsuffix/public_suffix_list.dat", "Public Suffix List for dmarc_method psl."},
+    {"inbound.enforce", CFG_BOOL, IB(enforce), 0, 0, 0, NULL, "true",
+     "Apply DMARC policies; false: monitor only (results are still recorded)."},
+    {.path = "inbound.reject_action", .kind = CFG_ENUM, .off = IB(reject_action),
+     .names = cfg_reject_actions, .dflt = "reject",
+     .doc = "What p=reject does: reject (550 5.7.1 naming the domain), hold or tag."},
+    {.path = "inbound.quarantine_action", .kind = CFG_ENUM, .off = IB(quarantine_action),
+     .names = cfg_quarantine_actions, .dflt = "hold",
+     .doc = "What p=quarantine does: hold (MTA hold queue / Sendmail quarantine), tag (an "
+            "X-Unimilter-Quarantine header) or reject."},
+    {.path = "inbound.bad_from_action", .kind = CFG_ENUM, .off = IB(bad_from_action),
+     .names = cfg_bad_from_actions, .dflt = "reject",
+     .doc = "A message with no From, several From headers or several authors (RFC 5322 "
+            "3.6): reject (550 5.7.1), tempfail or accept (DMARC then gives none)."},
+    {.path = "inbound.temperror_action", .kind = CFG_ENUM, .off = IB(temperror_action),
+     .names = cfg_temperror_actions, .dflt = "accept",
+     .doc = "When DNS trouble leaves DMARC undecided: accept (with dmarc=temperror) or "
+            "tempfail (the sender retries)."},
+    {.path = "inbound.exempt_domains", .kind = CFG_STRARRAY, .off = IB(exempt_domains),
+     .count_off = IB(nexempt_domains), .dflt = "[]",
+     .doc = "From domains whose DMARC failures are not enforced (still recorded)."},
+    {.path = "inbound.exempt_clients", .kind = CFG_STRARRAY, .off = IB(exempt_clients),
+     .count_off = IB(nexempt_clients), .dflt = "[]",
+     .doc = "Client IP addresses (trusted forwarders) whose DMARC failures are not enforced."},
     {"dkim_sign", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Outbound DKIM signing."},
     {.path = "dkim_sign.header_canonicalization", .kind = CFG_ENUM, .off = DS(header_canon),
      .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
@@ -979,6 +1026,9 @@ um_config_unref(struct um_config *cfg)
     free(cfg->ratelimit.notify_mail_to);
     free(cfg->ratelimit.sendmail_path);
     cfg_strarray_free(cfg->dkim_sign.headers, cfg->dkim_sign.nheaders);
+    free(cfg->inbound.psl_file);
+    cfg_strarray_free(cfg->inbound.exempt_domains, cfg->inbound.nexempt_domains);
+    cfg_strarray_free(cfg->inbound.exempt_clients, cfg->inbound.nexempt_clients);
     for (size_t i = 0; i < cfg->dkim_sign.nkey; i++) {
         struct um_cfg_key *k = &cfg->dkim_sign.key[i];
         free(k->name);

@@ -102,6 +102,26 @@ struct um_config {
     } ratelimit;
 
     struct {
+        bool spf;             /* check SPF */
+        bool received_spf;    /* add a Received-SPF header */
+        int max_signatures;   /* DKIM signatures verified per message */
+        int min_key_bits;     /* shorter RSA keys give dkim=policy */
+        bool allow_rsa_sha1;
+        bool dmarc;           /* evaluate DMARC */
+        int dmarc_method;     /* 0 tree-walk (RFC 9989), 1 psl (RFC 7489) */
+        char *psl_file;
+        bool enforce;         /* false: monitor only */
+        int reject_action;    /* p=reject: 0 reject, 1 hold, 2 tag */
+        int quarantine_action;/* p=quarantine: 0 hold, 1 tag, 2 reject */
+        int bad_from_action;  /* no From / several From: 0 reject, 1 tempfail, 2 accept */
+        int temperror_action; /* DMARC temperror under a policy: 0 tempfail, 1 accept */
+        char **exempt_domains; /* From domains whose failures are not enforced */
+        size_t nexempt_domains;
+        char **exempt_clients; /* client IPs (forwarders) whose failures are not enforced */
+        size_t nexempt_clients;
+    } inbound;
+
+    struct {
         int header_canon, body_canon; /* 0 relaxed, 1 simple (enum um_dkim_canon) */
         char **headers; /* NULL: the built-in list */
         size_t nheaders;
