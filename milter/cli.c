@@ -465,7 +465,7 @@ cli_check_key(const struct um_cfg_key *k, struct um_dns *dns, uid_t allowed)
         } else if (chk.verdict != UM_KEYGEN_MATCH) {
             /* RFC 6376 3.6.2.2: with several records a verifier may use any one of them,
              * so every one must carry this key. */
-            char where[48] = "";
+            char where[64] = "";
             if (txt.n > 1)
                 snprintf(where, sizeof(where), "record %zu of %zu: ", i + 1, txt.n);
             if (chk.reason[0] != '\0' || where[0] != '\0')
