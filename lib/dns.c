@@ -532,10 +532,12 @@ um_dns_txt(struct um_dns *dns, const char *name, struct um_dns_txt *res, struct 
     res->result = UM_DNS_TEMPFAIL;
     if ((st = um_dns_query(dns, name, UM_DNS_TYPE_TXT, &a, err)) != UM_OK)
         return st;
+    if (a == NULL) /* not reached: UM_OK always sets it (keeps the analyzer informed) */
+        return um_error_set(err, UM_ENOMEM, "dns: out of memory");
     res->rcode = a->rcode;
     res->result = a->result;
     memcpy(res->reason, a->reason, sizeof(res->reason));
-    if (a->result != UM_DNS_OK)
+    if (a->result != UM_DNS_OK || a->n == 0)
         goto out;
     for (size_t i = 0; i < a->n; i++) {
         long l = dns_txt_joined_len((const unsigned char *)a->rdata[i].p, a->rdata[i].len);
