@@ -255,7 +255,7 @@ static void
 ob_sign_start(struct conn_ctx *cc)
 {
     struct msg_ctx *m = &cc->msg;
-    struct um_str froms[8], domain;
+    struct um_str froms[8] = {{0}}, domain = {0};
     const struct um_signer *signers[UM_DKIM_SIGN_MAX_SIGNERS];
     struct um_keyrule_match match;
     struct um_error err = {0};

@@ -80,6 +80,18 @@ um_start() {
     fail "socket $sock did not appear"
 }
 
+# um_reload [SIGNAL]: send SIGHUP (or SIGNAL) and wait until the daemon logged the reload.
+um_reload() {
+    local before
+    before=$(grep -c 'event=reload' "$T/log" || true)
+    kill -"${1:-HUP}" "$UM_PID"
+    for _ in $(seq 1 200); do
+        [ "$(grep -c 'event=reload' "$T/log" || true)" -gt "$before" ] && return 0
+        sleep 0.05
+    done
+    fail "no reload logged after SIG${1:-HUP}"
+}
+
 # um_stop: SIGTERM, wait, return its exit status in UM_RC.
 um_stop() {
     kill -TERM "$UM_PID"

@@ -39,8 +39,7 @@ slow_session pinned 1.5 0 outbound &
 pinned=$!
 sleep 0.5
 write_conf "$T/um.conf" 'mode2 = 1;'  # first: a bad config (unknown setting)
-kill -HUP "$UM_PID"
-sleep 0.3
+um_reload HUP
 line=$(grep -n '^mode2' "$T/um.conf" | cut -d: -f1)
 grep -q "event=reload msg=\"new configuration rejected, the running one stays: $T/um.conf:$line: mode2: unknown setting\"" "$T/log" \
     || fail "bad reload not reported with file:line"
@@ -48,8 +47,7 @@ mt_session after_bad ORIGINATING "" outbound || fail "old config stopped serving
 sed -e 's/daemon_name = "ORIGINATING"; mode = "outbound"/daemon_name = "ORIGINATING"; mode = "inbound"/' \
     -e '/^mode2/d' "$T/um.conf" >"$T/um2.conf"
 mv "$T/um2.conf" "$T/um.conf"
-kill -USR1 "$UM_PID"
-sleep 0.3
+um_reload USR1
 grep -q 'event=reload msg="configuration .* loaded"' "$T/log" || fail "SIGUSR1 did not reload"
 mt_session after_good ORIGINATING "" inbound || fail "new connection did not get the new config"
 wait "$pinned" || fail "session open across the reload failed: $(cat "$T/pinned.out")"

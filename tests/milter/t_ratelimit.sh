@@ -100,8 +100,7 @@ grep -q 'event=ratelimit .*sender=sender:www-data@example.org .*stage=eom action
 
 # A reload keeps counts: alice is still at 3 of 3; raising her limit to 4 gives one more.
 RLEXTRA="limit = 3; overrides = ( { sender = \"sasl:alice\"; limit = 4; } );" write_conf "$T/um.conf"
-kill -HUP "$UM_PID"
-sleep 0.5
+um_reload
 rl_session a4 alice alice@example.org "r7@x.test r8@x.test" cta
 
 # State survives a restart (written at SIGTERM, read at start).
