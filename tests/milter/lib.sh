@@ -92,6 +92,15 @@ um_reload() {
     fail "no reload logged after SIG${1:-HUP}"
 }
 
+# wait_log PATTERN COUNT: wait (up to 10 s) until the daemon log has COUNT matching lines.
+wait_log() {
+    for _ in $(seq 1 200); do
+        [ "$(grep -c -- "$1" "$T/log" || true)" -ge "$2" ] && return 0
+        sleep 0.05
+    done
+    fail "log never had $2 line(s) matching $1"
+}
+
 # um_stop: SIGTERM, wait, return its exit status in UM_RC.
 um_stop() {
     kill -TERM "$UM_PID"

@@ -35,9 +35,10 @@ write_conf "$T/um.conf"
 um_start "$T/um.conf"
 
 # 1. A connection open across a reload keeps its snapshot; new connections get the new one.
+n=$(grep -c 'event=connect' "$T/log" || true)
 slow_session pinned 1.5 0 outbound &
 pinned=$!
-sleep 0.5
+wait_log 'event=connect' $((n + 1))  # the session is open before the reloads
 write_conf "$T/um.conf" 'mode2 = 1;'  # first: a bad config (unknown setting)
 um_reload HUP
 line=$(grep -n '^mode2' "$T/um.conf" | cut -d: -f1)
@@ -63,9 +64,12 @@ n=$(grep -c 'event=reload msg="configuration' "$T/log")
 ! grep -q "libmilter stopped without being asked" "$T/log" || fail "libmilter took a SIGHUP as stop"
 
 # 3. SIGTERM: the message in flight finishes; a new connection is turned away; exit 0.
+n=$(grep -c 'event=verdict' "$T/log" || true)
+c=$(grep -c 'event=connect' "$T/log" || true)
 slow_session draining 0 2 inbound &
 inflight=$!
-sleep 0.5
+wait_log 'event=connect' $((c + 1))
+sleep 0.3  # its MAIL FROM follows at once; the body comes 2 s later
 kill -TERM "$UM_PID"
 sleep 0.2
 cat >"$T/late.lua" <<LUA
