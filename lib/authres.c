@@ -25,7 +25,7 @@
 #include <strings.h>
 
 struct authres_result {
-    char *head;     /* "spf=pass (reason)" */
+    char *head; /* "spf=pass (reason)" */
     char *props[UM_AUTHRES_MAX_PROPS];
     size_t nprops;
 };
@@ -65,8 +65,8 @@ authres_is_keyword(const char *s)
         return false;
     for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '-' || c == '_' || c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'
+              || c == '_' || c == '.'))
             return false;
     }
     return true;
@@ -143,8 +143,8 @@ um_authres_free(struct um_authres *ar)
 }
 
 enum um_status
-um_authres_add(struct um_authres *ar, const char *method, enum um_auth result,
-               const char *reason, struct um_error *err)
+um_authres_add(struct um_authres *ar, const char *method, enum um_auth result, const char *reason,
+               struct um_error *err)
 {
     char comment[UM_AUTHRES_REASON_MAX * 2 + 1];
     size_t n = 0, len;
@@ -178,8 +178,8 @@ um_authres_add(struct um_authres *ar, const char *method, enum um_auth result,
 }
 
 enum um_status
-um_authres_prop(struct um_authres *ar, const char *ptype, const char *property,
-                struct um_str value, struct um_error *err)
+um_authres_prop(struct um_authres *ar, const char *ptype, const char *property, struct um_str value,
+                struct um_error *err)
 {
     struct authres_result *r;
     char *pv, *s;

@@ -49,13 +49,13 @@
 
 #include "common.h"
 
-#define UM_AUTHRES_LINE_MAX     998 /* RFC 5322 2.1.1, without the CRLF */
-#define UM_AUTHRES_VALUE_MAX    400 /* raw bytes of one property value */
-#define UM_AUTHRES_REASON_MAX   200 /* bytes of one reason comment */
-#define UM_AUTHRES_MAX_RESULTS  64
-#define UM_AUTHRES_MAX_PROPS    16 /* per result */
+#define UM_AUTHRES_LINE_MAX      998 /* RFC 5322 2.1.1, without the CRLF */
+#define UM_AUTHRES_VALUE_MAX     400 /* raw bytes of one property value */
+#define UM_AUTHRES_REASON_MAX    200 /* bytes of one reason comment */
+#define UM_AUTHRES_MAX_RESULTS   64
+#define UM_AUTHRES_MAX_PROPS     16 /* per result */
 #define UM_AUTHRES_COMMENT_DEPTH 32
-#define UM_AUTHRES_FIELD_PREFIX 24 /* strlen("Authentication-Results: ") */
+#define UM_AUTHRES_FIELD_PREFIX  24 /* strlen("Authentication-Results: ") */
 
 /* RFC 8601 2.7 result words, shared by SPF, DKIM and DMARC. */
 enum um_auth {

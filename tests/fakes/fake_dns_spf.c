@@ -31,7 +31,7 @@ struct fake_entry {
 struct fake_zone {
     struct fake_entry e[FAKE_MAX_ENTRIES];
     size_t n;
-    unsigned queries, type99;
+    _Atomic unsigned queries, type99;
 };
 
 static void
@@ -157,8 +157,7 @@ fake_answer_free(void *arg, struct um_dns_answer *a)
 }
 
 static enum um_status
-fake_query(void *arg, const char *name, int qtype, struct um_dns_answer **out,
-           struct um_error *err)
+fake_query(void *arg, const char *name, int qtype, struct um_dns_answer **out, struct um_error *err)
 {
     struct fake_zone *z = arg;
     struct um_dns_answer *a;

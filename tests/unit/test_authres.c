@@ -75,7 +75,9 @@ static const struct build_case build_cases[] = {
      "mx.example.net",
      {{"spf", UM_AUTH_PERMERROR, NULL, {{"smtp", "mailfrom", ""}}}},
      "mx.example.net;\n\tspf=permerror smtp.mailfrom=\"\""},
-    {"policy word", "a.b", {{"dkim", UM_AUTH_POLICY, "weak key", {{0}}}},
+    {"policy word",
+     "a.b",
+     {{"dkim", UM_AUTH_POLICY, "weak key", {{0}}}},
      "a.b;\n\tdkim=policy (weak key)"},
     {"id quoted", "my id", {{"spf", UM_AUTH_NEUTRAL, NULL, {{0}}}}, "\"my id\";\n\tspf=neutral"},
 };
@@ -136,14 +138,12 @@ test_build_folds(void **state)
     for (int i = 0; i < 5; i++) {
         assert_int_equal(um_authres_add(ar, "dkim", UM_AUTH_PASS, big, NULL), UM_OK);
         for (int j = 0; j < 6; j++) {
-            assert_int_equal(um_authres_prop(ar, "header", "i", (struct um_str){big, strlen(big)},
-                                             NULL),
-                             UM_OK);
+            assert_int_equal(
+                um_authres_prop(ar, "header", "i", (struct um_str){big, strlen(big)}, NULL), UM_OK);
         }
     }
-    assert_int_equal(
-        um_authres_prop(ar, "header", "i", (struct um_str){big, sizeof(big)}, NULL),
-        UM_EINVAL); /* one byte over VALUE_MAX (the NUL) */
+    assert_int_equal(um_authres_prop(ar, "header", "i", (struct um_str){big, sizeof(big)}, NULL),
+                     UM_EINVAL); /* one byte over VALUE_MAX (the NUL) */
     assert_int_equal(um_authres_prop(ar, "bad type", "i", UM_STR("x"), NULL), UM_EINVAL);
     assert_int_equal(um_authres_render(ar, &out, NULL), UM_OK);
     assert_null(strchr(out, '\r'));
@@ -164,8 +164,8 @@ test_build_folds(void **state)
 struct parse_case {
     const char *name, *value;
     enum um_status want_st;
-    const char *want_id;   /* raw, as it appears */
-    bool ours;             /* against "mx.example.net" */
+    const char *want_id; /* raw, as it appears */
+    bool ours;           /* against "mx.example.net" */
 };
 
 static const struct parse_case parse_cases[] = {
@@ -209,8 +209,7 @@ test_parse_table(void **state)
         if (st != c->want_st)
             fail_msg("%s: got %s, want %s", c->name, um_status_name(st),
                      um_status_name(c->want_st));
-        if (st == UM_OK
-            && (id.len != strlen(c->want_id) || memcmp(id.p, c->want_id, id.len) != 0))
+        if (st == UM_OK && (id.len != strlen(c->want_id) || memcmp(id.p, c->want_id, id.len) != 0))
             fail_msg("%s: got id \"%.*s\", want \"%s\"", c->name, (int)id.len, id.p, c->want_id);
         if (ours != c->ours)
             fail_msg("%s: got ours=%d, want %d", c->name, ours, c->ours);
@@ -242,8 +241,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_build_table),       cmocka_unit_test(test_build_folds),
-        cmocka_unit_test(test_parse_table),       cmocka_unit_test(test_parse_deep_comment),
+        cmocka_unit_test(test_build_table), cmocka_unit_test(test_build_folds),
+        cmocka_unit_test(test_parse_table), cmocka_unit_test(test_parse_deep_comment),
         cmocka_unit_test(test_auth_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -132,8 +132,7 @@ test_rfc7208_suite(void **state)
             char *v = strcmp(f[2], "!") == 0 ? (char[]){""} : decode(f[2], t == UM_DNS_TYPE_TXT);
             fake_zone_add(&zone, decode(f[0], false), t, v);
         } else if (strcmp(kind, "T") == 0) {
-            struct um_spf_query q = {decode(f[1], false), decode(f[2], false),
-                                     decode(f[3], false)};
+            struct um_spf_query q = {decode(f[1], false), decode(f[2], false), decode(f[3], false)};
             struct um_spf_result res;
             const char *why = known_why(f[0]), *got;
             enum um_status st = um_spf_check(spf, &q, &res, &err);
