@@ -36,6 +36,7 @@ struct um_daemon {
     _Atomic int connections;  /* open milter connections */
     _Atomic bool warned_name; /* one warning per process for a missing macro */
     _Atomic bool warned_port;
+    _Atomic bool warned_uid;
 };
 
 void um_daemon_set(struct um_daemon *d);

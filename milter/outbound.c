@@ -47,6 +47,12 @@ ob_derive_key(struct conn_ctx *cc)
     in.sender = ob_str(m->envfrom);
     in.client_ip = ob_str(cc->client_ip);
     in.received = ob_str(m->received);
+    if (m->rl_at_eom && cc->rt->order_has_uid && m->received == NULL
+        && !atomic_exchange(&cc->d->warned_uid, true))
+        um_log_msg(&cc->d->log, UM_LOG_WARNING, "ratelimit",
+                   "ratelimit.key lists uid, but the MTA showed no Received header with the "
+                   "submitting uid (Postfix 3.7 does not pass its own 'from userid N' header "
+                   "to non_smtpd_milters); using the next key source instead");
     st = um_senderkey_derive(&cc->rt->order, &in, &m->key, &err);
     if (st != UM_OK) {
         struct um_logline l;
@@ -68,7 +74,10 @@ ob_envfrom(SMFICTX *ctx, struct conn_ctx *cc)
 
     (void)ctx;
     m->rl_on = cc->cfg->ratelimit.enabled;
-    m->rl_at_eom = cc->rt->order_has_uid || ob_is_local(cc);
+    /* Local submissions are decided once at end of message (non_smtpd_milters cannot
+     * refuse single recipients; the uid source, if any, is in a header). SMTP clients get
+     * per-recipient answers whatever the key sources. */
+    m->rl_at_eom = ob_is_local(cc);
     if (m->rl_on && !m->rl_at_eom)
         (void)ob_derive_key(cc);
     return SMFIS_CONTINUE;
