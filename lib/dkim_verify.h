@@ -148,7 +148,7 @@ UM_NODISCARD enum um_status um_dkim_verify_begin(struct um_dkim_verify *v, const
                                                  struct um_dkim_verify_session **out,
                                                  struct um_error *err);
 UM_NODISCARD enum um_status um_dkim_verify_header(struct um_dkim_verify_session *s,
-                                                  const char *name, struct um_str value,
+                                                  struct um_str name, struct um_str value,
                                                   struct um_error *err);
 UM_NODISCARD enum um_status um_dkim_verify_eoh(struct um_dkim_verify_session *s,
                                                struct um_error *err);
