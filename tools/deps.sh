@@ -10,7 +10,8 @@ BUILD="build-essential cmake pkg-config libmilter-dev libspf2-dev libopendkim-de
 TEST="libcmocka-dev miltertest postfix swaks python3 python3-dkim python3-dnspython
  libmail-dkim-perl libnet-dns-perl opendkim-tools unbound util-linux iproute2 procps
  clang libclang-rt-14-dev sasl2-bin libsasl2-modules redis-server libhiredis-dev
- openssl"
+ openssl systemd man-db groff-base selinux-policy-dev selinux-policy-default
+ semodule-utils policycoreutils setools checkpolicy"
 case $what in
 build) pkgs=$BUILD ;;
 test) pkgs="$BUILD $TEST" ;;

@@ -238,13 +238,11 @@ test_errors(void **state)
         snprintf(name, sizeof(name), "err%zu.conf", i);
         p = write_conf(name, error_cases[i].text);
         st = um_config_load(p, &cfg, &err);
-        want[0] = '\0';
-        for (f = error_cases[i].want; *f != '\0'; f++) {
-            if (*f == 'F' && f == error_cases[i].want)
-                strncat(want, p, sizeof(want) - strlen(want) - 1);
-            else
-                strncat(want, (char[]){*f, '\0'}, sizeof(want) - strlen(want) - 1);
-        }
+        f = error_cases[i].want;
+        if (*f == 'F')
+            snprintf(want, sizeof(want), "%s%s", p, f + 1);
+        else
+            snprintf(want, sizeof(want), "%s", f);
         if (st != UM_EINVAL || cfg != NULL || strcmp(err.msg, want) != 0) {
             print_error("%s: got %s \"%s\", want EINVAL \"%s\"\n", error_cases[i].name,
                         um_status_name(st), err.msg, want);
