@@ -216,6 +216,10 @@ dns_configure(struct um_dns *dns, const char *const *servers, size_t n, struct u
     snprintf(ms, sizeof(ms), "%u", dns->timeout_s * 1000u);
     if ((st = dns_set_option(dns, "infra-cache-max-rtt:", ms, err)) != UM_OK)
         return st;
+    /* Source ports from the ephemeral range only: the SELinux policy then needs no
+     * name_bind on reserved or unreserved port types (selinux/unimilter.te). */
+    if ((st = dns_set_option(dns, "outgoing-port-avoid:", "0-32767", err)) != UM_OK)
+        return st;
     for (size_t i = 0; i < n; i++) {
         if ((rc = ub_ctx_set_fwd(dns->ctx, servers[i])) != 0)
             return um_error_set(err, UM_EINVAL, "dns: server \"%s\": %s", servers[i],
