@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 tools/deps.sh build
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUM_TESTS=OFF
 cmake --build build/release -j"$(nproc)"
-# What the systemd unit's sysusers.d and RuntimeDirectory= provide on an installed system.
+# What the systemd unit's sysusers.d, RuntimeDirectory= and StateDirectory= provide.
 id -u unimilter >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin unimilter
 install -d -o unimilter -g unimilter -m 0755 /run/unimilter
+install -d -o unimilter -g unimilter -m 0750 /var/lib/unimilter
 build/release/unimilter -n -c conf/unimilter.conf
 exec build/release/unimilter -c conf/unimilter.conf
