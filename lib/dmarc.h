@@ -32,9 +32,11 @@
  *              one step (reject->quarantine, quarantine->none) when t=y (TREEWALK) or when
  *              the message is not sampled by pct= (PSL; RFC 7489 6.6.4).
  * RECORDS      Parsed by this module (RFC 9989 4.7 tag list; fuzzed): the record must start
- *              with v=DMARC1; unknown tags are ignored; an invalid p= makes the record
- *              invalid unless a valid rua= is present (then p=none, RFC 9989 4.7); invalid
- *              sp=/np= fall back to p=; invalid adkim/aspf/t/psd take their defaults.
+ *              with v=DMARC1; unknown tags are ignored; an absent or invalid p= reads as
+ *              p=none (TREEWALK), or, under PSL, as p=none only with a valid rua= and else
+ *              as no record (RFC 7489 6.6.3, which also treats an invalid sp= that way);
+ *              under TREEWALK invalid sp=/np= fall back to p=; invalid adkim/aspf/t/psd
+ *              take their defaults.
  *              Several v=DMARC1 records at one name count as none there (RFC 7489 6.6.3,
  *              RFC 9989 4.10). libopendmarc is not used for parsing or alignment: its parser
  *              corrupts aspf with rf=iodef, ignores pct, knows no np/psd/t, and its PSL-only
@@ -164,7 +166,7 @@ struct um_dmarc_res {
     char adkim, aspf; /* 'r' or 's' (defaults applied) */
     int pct;          /* 0..100 (100 when absent) */
     char t, psd_tag;  /* 'y','n' or 0 (absent / unknown) */
-    char reason[192]; /* "aligned dkim d=example.com", "no policy record", "SERVFAIL on ..." */
+    char reason[320]; /* "aligned dkim d=example.com", "no policy record", "SERVFAIL on ..." */
 };
 
 UM_NODISCARD enum um_status um_dmarc_new(struct um_dns *dns, const struct um_dmarc_opts *opts,
@@ -188,9 +190,11 @@ struct um_dmarc_record {
     char t;                         /* 'y', 'n' (default) */
     char psd;                       /* 'y', 'n', or 'u' (absent / unknown) */
     bool has_rua;
+    bool p_invalid;  /* p= absent or invalid (p reads NONE; see RECORDS) */
+    bool sp_invalid; /* sp= present but invalid (RFC 7489 6.6.3 treats this like p_invalid) */
 };
-/* UM_OK: a valid DMARC record. UM_EINVAL: not one (no v=DMARC1 first, or no usable p=
- * and no rua=); err says why. Reads rec.len bytes; no allocation. */
+/* UM_OK: a DMARC record (v=DMARC1 first; see RECORDS for p_invalid). UM_EINVAL: not one;
+ * err says why. Reads rec.len bytes; no allocation. */
 UM_NODISCARD enum um_status um_dmarc_record_parse(struct um_str rec, struct um_dmarc_record *out,
                                                   struct um_error *err);
 
