@@ -113,9 +113,37 @@ rt_build_ratelimit(struct um_runtime *rt, struct um_error *err)
     return UM_OK;
 }
 
+static enum um_status
+rt_build_inbound(struct um_runtime *rt, struct um_dns *dns, struct um_error *err)
+{
+    const struct um_config *cfg = rt->cfg;
+    struct um_error e = {0};
+
+    rt->dns = dns;
+    if (um_spf_new(dns, cfg->authserv_id, &rt->spf, &e) != UM_OK)
+        return um_error_set(err, e.code, "%s: inbound.spf: %s", cfg->path, e.msg);
+    for (int lead = 0; lead < 2; lead++) {
+        struct um_dkim_verify_opts o = {0};
+        o.max_signatures = (size_t)cfg->inbound.max_signatures;
+        o.min_rsa_bits = (unsigned)cfg->inbound.min_key_bits;
+        o.allow_rsa_sha1 = cfg->inbound.allow_rsa_sha1;
+        o.value_has_leading_space = lead == 1;
+        if (um_dkim_verify_new(dns, &o, &rt->dkimv[lead], &e) != UM_OK)
+            return um_error_set(err, e.code, "%s: inbound: %s", cfg->path, e.msg);
+    }
+    {
+        struct um_dmarc_opts o = {0};
+        o.method = cfg->inbound.dmarc_method == 1 ? UM_DMARC_METHOD_PSL : UM_DMARC_METHOD_TREEWALK;
+        o.psl_path = cfg->inbound.psl_file;
+        if (um_dmarc_new(dns, &o, &rt->dmarc, &e) != UM_OK)
+            return um_error_set(err, e.code, "%s: inbound.dmarc_method: %s", cfg->path, e.msg);
+    }
+    return UM_OK;
+}
+
 enum um_status
-um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_runtime **out,
-                 struct um_error *err)
+um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_dns *dns,
+                 struct um_runtime **out, struct um_error *err)
 {
     struct um_runtime *rt = calloc(1, sizeof(*rt));
     enum um_status st;
@@ -128,6 +156,8 @@ um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_runtime **out,
     st = rt_build_signing(rt, key_uid, err);
     if (st == UM_OK)
         st = rt_build_ratelimit(rt, err);
+    if (st == UM_OK && dns != NULL)
+        st = rt_build_inbound(rt, dns, err);
     if (st != UM_OK) {
         um_runtime_unref(rt);
         return st;
@@ -156,6 +186,10 @@ um_runtime_unref(struct um_runtime *rt)
     um_dkim_sign_free(rt->sign[0]);
     um_dkim_sign_free(rt->sign[1]);
     um_ratelimit_policy_free(rt->rlpol);
+    um_spf_free(rt->spf);
+    um_dkim_verify_free(rt->dkimv[0]);
+    um_dkim_verify_free(rt->dkimv[1]);
+    um_dmarc_free(rt->dmarc);
     um_config_unref(rt->cfg);
     free(rt);
 }

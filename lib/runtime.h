@@ -22,6 +22,10 @@
 
 #include "common.h"
 #include "config.h"
+#include "dkim_verify.h"
+#include "dmarc.h"
+#include "dns.h"
+#include "spf.h"
 #include "dkim_sign.h"
 #include "keyrule.h"
 #include "ratelimit.h"
@@ -37,11 +41,19 @@ struct um_runtime {
     struct um_ratelimit_policy *rlpol;
     struct um_senderkey_order order;
     bool order_has_uid; /* the uid source needs the headers: decide at end of message */
+
+    /* inbound (only when built with a resolver; NULL otherwise) */
+    struct um_dns *dns; /* borrowed: the daemon's one resolver */
+    struct um_spf *spf;
+    struct um_dkim_verify *dkimv[2]; /* [1]: header values carry their leading space */
+    struct um_dmarc *dmarc;
 };
 
-/* key_uid: besides root, the owner a key file may have (the user we run as). */
+/* key_uid: besides root, the owner a key file may have (the user we run as). dns: the
+ * shared resolver the inbound checks use, or NULL to build without them (config check). */
 UM_NODISCARD enum um_status um_runtime_build(struct um_config *cfg, uid_t key_uid,
-                                             struct um_runtime **out, struct um_error *err);
+                                             struct um_dns *dns, struct um_runtime **out,
+                                             struct um_error *err);
 struct um_runtime *um_runtime_ref(struct um_runtime *rt);
 void um_runtime_unref(struct um_runtime *rt);
 

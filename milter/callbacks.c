@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "daemon.h"
+#include "inbound.h"
 #include "outbound.h"
 #include "session.h"
 
@@ -198,7 +199,7 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
     }
     if (cc->msg.mode == UM_MODE_OUTBOUND)
         return ob_envfrom(ctx, cc);
-    return SMFIS_CONTINUE;
+    return ib_envfrom(ctx, cc);
 }
 
 static sfsistat
@@ -227,7 +228,7 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
     cc->msg.nhdr++;
     if (cc->msg.mode == UM_MODE_OUTBOUND)
         return ob_header(ctx, cc, name, value);
-    return SMFIS_CONTINUE;
+    return ib_header(ctx, cc, name, value);
 }
 
 static sfsistat
@@ -239,7 +240,7 @@ mlfi_eoh(SMFICTX *ctx)
         return cb_tempfail(ctx, NULL, "eoh", "no connection context");
     if (cc->msg.mode == UM_MODE_OUTBOUND)
         return ob_eoh(ctx, cc);
-    return SMFIS_CONTINUE;
+    return ib_eoh(ctx, cc);
 }
 
 static sfsistat
@@ -251,7 +252,7 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
         return cb_tempfail(ctx, NULL, "body", "no connection context");
     if (cc->msg.mode == UM_MODE_OUTBOUND)
         return ob_body(ctx, cc, chunk, len);
-    return SMFIS_CONTINUE;
+    return ib_body(ctx, cc, chunk, len);
 }
 
 static sfsistat

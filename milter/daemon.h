@@ -30,6 +30,7 @@ struct um_daemon {
     struct um_runtime *rt; /* current snapshot; guarded by cfg_lock */
     struct um_logger log;
     struct um_ratelimit *rl; /* process lifetime; its policy is swapped on reload */
+    struct um_dns *dns;      /* process lifetime: the one shared resolver and cache */
 
     _Atomic bool draining;    /* SIGTERM seen: no new messages */
     _Atomic int inflight;     /* messages between MAIL FROM and their end */

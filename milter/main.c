@@ -351,7 +351,7 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
                    "new configuration rejected, the running one stays: %s", err.msg);
         return;
     }
-    st = um_runtime_build(ncfg, key_uid, &nrt, &err);
+    st = um_runtime_build(ncfg, key_uid, d->dns, &nrt, &err);
     um_config_unref(ncfg);
     if (st != UM_OK) {
         um_log_msg(&d->log, UM_LOG_ERR, "reload",
@@ -367,6 +367,9 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
         || (old->group != NULL && strcmp(old->group, nrt->cfg->group) != 0))
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "user/group changed: takes effect at the next restart");
+    if (old->ndns_servers != nrt->cfg->ndns_servers || old->dns_timeout != nrt->cfg->dns_timeout)
+        um_log_msg(&d->log, UM_LOG_WARNING, "reload",
+                   "dns settings changed: take effect at the next restart");
     um_config_unref(old);
     /* Counts survive: only the policy (limits, overrides, exemptions) is swapped. */
     um_ratelimit_set_policy(d->rl, nrt->rlpol);
@@ -405,6 +408,33 @@ main_snapshot_interval(struct um_daemon *d)
 
     um_config_unref(cfg);
     return v;
+}
+
+/* Creates the one resolver and rebuilds the first runtime with the inbound checks. */
+static int
+main_start_inbound(struct um_daemon *d, uid_t key_uid)
+{
+    struct um_config *cfg = um_daemon_config(d);
+    struct um_runtime *nrt, *old;
+    struct um_error err = {0};
+    int rc = -1;
+
+    if (um_dns_new((const char *const *)cfg->dns_servers, cfg->ndns_servers,
+                   (unsigned)cfg->dns_timeout, &d->dns, &err)
+        != UM_OK) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "%s: dns: %s", cfg->path, err.msg);
+    } else if (um_runtime_build(cfg, key_uid, d->dns, &nrt, &err) != UM_OK) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "%s", err.msg);
+    } else {
+        pthread_mutex_lock(&d->cfg_lock);
+        old = d->rt;
+        d->rt = nrt;
+        pthread_mutex_unlock(&d->cfg_lock);
+        um_runtime_unref(old);
+        rc = 0;
+    }
+    um_config_unref(cfg);
+    return rc;
 }
 
 /* SIGTERM: refuse new messages, wait (bounded) for those in flight, stop libmilter. */
@@ -461,6 +491,11 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     (void)fcntl(main_sigpipe[0], F_SETFD, FD_CLOEXEC);
     (void)fcntl(main_sigpipe[1], F_SETFD, FD_CLOEXEC);
 
+    /* The shared resolver starts threads: after the signal mask, before anything serves. */
+    if (main_start_inbound(d, ids->uid_for_keys) != 0) {
+        um_config_unref(cfg);
+        return EX_CONFIG;
+    }
     if (smfi_register(*um_callbacks_desc()) != MI_SUCCESS) {
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "smfi_register failed");
         um_config_unref(cfg);
@@ -603,7 +638,7 @@ main(int argc, char **argv)
         return check_only ? 1 : EX_CONFIG;
     }
     /* Keys may belong to root or to the user we will run as. */
-    st = um_runtime_build(cfg, ids.drop ? ids.uid : geteuid(), &rt, &err);
+    st = um_runtime_build(cfg, ids.drop ? ids.uid : geteuid(), NULL, &rt, &err);
     um_config_unref(cfg);
     if (st != UM_OK) {
         fprintf(stderr, "unimilter: %s\n", err.msg);

@@ -76,6 +76,13 @@ msg_ctx_end(struct conn_ctx *cc)
     }
     free(m->hdr);
     um_dkim_sign_session_free(m->sign);
+    if (m->spf_done)
+        um_spf_result_fini(&m->spf);
+    um_dkim_verify_session_free(m->dkv);
+    for (size_t i = 0; i < m->nfrom; i++)
+        free(m->from[i]);
+    free(m->from);
+    free(m->ar_forged);
     free(m->qid);
     free(m->envfrom);
     free(m->auth_authen);

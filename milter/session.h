@@ -41,6 +41,17 @@ struct msg_ctx {
     unsigned nrcpt;
     unsigned nhdr;
 
+    /* inbound */
+    bool spf_done;
+    struct um_spf_result spf;
+    struct um_dkim_verify_session *dkv;
+    bool dkv_failed;
+    char **from;          /* From header values (at most UM_IB_MAX_FROM kept) */
+    size_t nfrom, nfrom_seen;
+    int *ar_forged;       /* 1-based indices of A-R headers claiming our authserv-id */
+    size_t nar_forged;
+    unsigned nar_seen;
+
     /* outbound: rate limit */
     bool rl_on;            /* this message is counted */
     bool rl_at_eom;        /* decide once at end of message (local submission, uid key) */

@@ -41,6 +41,10 @@ fail() {
 write_conf() {
     local f=$1; shift
     local RLEXTRA=${RLEXTRA:-}
+    # No DNS in protocol tests: inbound checks that would query are off unless a test asks
+    # (INEXTRA), and the resolver points nowhere unless the test configures dns itself.
+    local DNSDEFAULT='dns = { servers = ["127.0.0.1@9"]; timeout = 1; };'
+    case ${1:-} in *"dns = "*) DNSDEFAULT= ;; esac
     cat >"$f" <<CONF
 socket = "unix:$T/um.sock";
 socket_mode = "0666";
@@ -50,6 +54,8 @@ log = { target = "stderr"; level = "debug"; };
 debug = { trace_header = true; };
 control_socket = "$T/control.sock";
 ratelimit = { state_file = "$T/rl.state"; $RLEXTRA };
+$DNSDEFAULT
+inbound = { ${INEXTRA:-spf = false; dmarc = false;} };
 mode = {
     default = "inbound";
     rules = (

@@ -1,0 +1,488 @@
+/*
+ * inbound.c - the inbound mode's message path: SPF, DKIM, DMARC, Authentication-Results
+ *
+ * Design note: one pass. SPF runs at MAIL FROM (its DNS answers land in the shared cache);
+ * every header goes to the DKIM verifier as it arrives, From values are kept for DMARC,
+ * and the positions of Authentication-Results headers that claim our authserv-id are
+ * remembered; the body streams to the verifier. At end of message DMARC is evaluated from
+ * our own SPF and DKIM results (never from headers anyone else wrote), one A-R header goes
+ * to the top, every forged one is deleted from the highest index down (deleting in forward
+ * order shifts the indices: OpenDKIM's CVE-2022-48521), and the policy decides.
+ */
+#define _GNU_SOURCE /* asprintf */
+#include "inbound.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#define UM_IB_MAX_FROM 8
+#define UM_IB_MAX_FORGED 64
+
+static struct um_str
+ib_str(const char *s)
+{
+    return (struct um_str){s != NULL ? s : "", s != NULL ? strlen(s) : 0};
+}
+
+static bool
+ib_is_loopback(const struct conn_ctx *cc)
+{
+    return strcmp(cc->client_ip, "127.0.0.1") == 0 || strcmp(cc->client_ip, "::1") == 0;
+}
+
+/* The envelope sender without angle brackets, in caller storage. */
+static const char *
+ib_mailfrom(const char *envfrom, char *buf, size_t len)
+{
+    size_t n;
+
+    if (envfrom == NULL)
+        return "";
+    while (*envfrom == ' ')
+        envfrom++;
+    if (*envfrom == '<')
+        envfrom++;
+    n = strcspn(envfrom, ">");
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, envfrom, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+sfsistat
+ib_envfrom(SMFICTX *ctx, struct conn_ctx *cc)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct um_spf_query q;
+    struct um_error err = {0};
+    char mf[1024];
+
+    (void)ctx;
+    if (!cc->cfg->inbound.spf || cc->rt->spf == NULL || ib_is_loopback(cc))
+        return SMFIS_CONTINUE;
+    q.client_ip = cc->client_ip;
+    q.helo = cc->helo;
+    q.mail_from = ib_mailfrom(m->envfrom, mf, sizeof(mf));
+    if (um_spf_check(cc->rt->spf, &q, &m->spf, &err) != UM_OK) {
+        um_log_msg(&cc->d->log, UM_LOG_ERR, "spf", "check failed: %s", err.msg);
+        return SMFIS_CONTINUE;
+    }
+    m->spf_done = true;
+    return SMFIS_CONTINUE;
+}
+
+static void
+ib_dkim_fail(struct conn_ctx *cc, const char *why)
+{
+    um_log_msg(&cc->d->log, UM_LOG_ERR, "dkim", "verification stopped: %s", why);
+    um_dkim_verify_session_free(cc->msg.dkv);
+    cc->msg.dkv = NULL;
+    cc->msg.dkv_failed = true;
+}
+
+sfsistat
+ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct um_error err = {0};
+
+    (void)ctx;
+    if (strcasecmp(name, "Authentication-Results") == 0) {
+        m->nar_seen++;
+        if (um_authres_is_ours(ib_str(value), cc->cfg->authserv_id)
+            && m->nar_forged < UM_IB_MAX_FORGED) {
+            int *nf = realloc(m->ar_forged, (m->nar_forged + 1) * sizeof(*nf));
+            if (nf != NULL) {
+                m->ar_forged = nf;
+                m->ar_forged[m->nar_forged++] = (int)m->nar_seen;
+            }
+        }
+    }
+    if (strcasecmp(name, "From") == 0) {
+        m->nfrom_seen++;
+        if (m->nfrom < UM_IB_MAX_FROM) {
+            char **nf = realloc(m->from, (m->nfrom + 1) * sizeof(*nf));
+            if (nf != NULL) {
+                m->from = nf;
+                m->from[m->nfrom] = strdup(value);
+                if (m->from[m->nfrom] != NULL)
+                    m->nfrom++;
+            }
+        }
+    }
+    if (m->dkv == NULL && !m->dkv_failed && cc->rt->dkimv[0] != NULL) {
+        if (um_dkim_verify_begin(cc->rt->dkimv[cc->leadspc ? 1 : 0], cc->sess, &m->dkv, &err)
+            != UM_OK) {
+            ib_dkim_fail(cc, err.msg);
+            return SMFIS_CONTINUE;
+        }
+    }
+    if (m->dkv != NULL && um_dkim_verify_header(m->dkv, ib_str(name), ib_str(value), &err) != UM_OK)
+        ib_dkim_fail(cc, err.msg);
+    return SMFIS_CONTINUE;
+}
+
+sfsistat
+ib_eoh(SMFICTX *ctx, struct conn_ctx *cc)
+{
+    struct um_error err = {0};
+
+    (void)ctx;
+    if (cc->msg.dkv != NULL && um_dkim_verify_eoh(cc->msg.dkv, &err) != UM_OK)
+        ib_dkim_fail(cc, err.msg);
+    return SMFIS_CONTINUE;
+}
+
+sfsistat
+ib_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len)
+{
+    struct um_error err = {0};
+
+    (void)ctx;
+    if (cc->msg.dkv != NULL
+        && um_dkim_verify_body(cc->msg.dkv, (struct um_str){(const char *)chunk, len}, &err)
+               != UM_OK)
+        ib_dkim_fail(cc, err.msg);
+    return SMFIS_CONTINUE;
+}
+
+static enum um_auth
+ib_dkim_auth(enum um_dkim_verify_result r)
+{
+    switch (r) {
+    case UM_DKIM_VERIFY_NONE:
+        return UM_AUTH_NONE;
+    case UM_DKIM_VERIFY_PASS:
+        return UM_AUTH_PASS;
+    case UM_DKIM_VERIFY_FAIL:
+        return UM_AUTH_FAIL;
+    case UM_DKIM_VERIFY_NEUTRAL:
+        return UM_AUTH_NEUTRAL;
+    case UM_DKIM_VERIFY_POLICY:
+        return UM_AUTH_POLICY;
+    case UM_DKIM_VERIFY_TEMPERROR:
+        return UM_AUTH_TEMPERROR;
+    case UM_DKIM_VERIFY_PERMERROR:
+        return UM_AUTH_PERMERROR;
+    }
+    return UM_AUTH_NONE;
+}
+
+static enum um_auth
+ib_dmarc_auth(enum um_dmarc_result r)
+{
+    switch (r) {
+    case UM_DMARC_RESULT_NONE:
+        return UM_AUTH_NONE;
+    case UM_DMARC_RESULT_PASS:
+        return UM_AUTH_PASS;
+    case UM_DMARC_RESULT_FAIL:
+        return UM_AUTH_FAIL;
+    case UM_DMARC_RESULT_TEMPERROR:
+        return UM_AUTH_TEMPERROR;
+    case UM_DMARC_RESULT_PERMERROR:
+        return UM_AUTH_PERMERROR;
+    }
+    return UM_AUTH_NONE;
+}
+
+static bool
+ib_list_has(char *const *list, size_t n, const char *v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(list[i], v) == 0)
+            return true;
+    return false;
+}
+
+/* Everything the end of message decides, for the A-R header and the log line. */
+struct ib_outcome {
+    struct um_dkim_verify_results dkim;
+    bool have_dkim;
+    int from_status; /* 0 ok, 1 none, 2 several */
+    char from_buf[256];
+    struct um_str from_domain;
+    struct um_dmarc_res dmarc;
+    bool have_dmarc;
+    const char *action; /* accept, reject, hold, tag, tempfail */
+    const char *why;    /* for the log line */
+};
+
+/* A property or result the builder refuses (hostile bytes, too long) is left out: the
+ * header stays well-formed, which is all a reader needs. */
+static void
+ar_add(struct um_authres *ar, const char *method, enum um_auth r, const char *reason)
+{
+    if (um_authres_add(ar, method, r, reason, NULL) != UM_OK)
+        return;
+}
+
+static void
+ar_prop(struct um_authres *ar, const char *ptype, const char *prop, struct um_str v)
+{
+    if (um_authres_prop(ar, ptype, prop, v, NULL) != UM_OK)
+        return;
+}
+
+static void
+ib_authres(struct conn_ctx *cc, struct ib_outcome *o, char **out)
+{
+    const struct msg_ctx *m = &cc->msg;
+    struct um_authres *ar = NULL;
+    struct um_error err = {0};
+
+    *out = NULL;
+    if (um_authres_new(cc->cfg->authserv_id, &ar, &err) != UM_OK)
+        return;
+    if (m->spf_done) {
+        ar_add(ar, "spf", m->spf.result, m->spf.reason);
+        ar_prop(ar, m->spf.ar_ptype, m->spf.ar_prop, ib_str(m->spf.ar_value));
+    }
+    if (o->have_dkim) {
+        if (o->dkim.nsigs == 0) {
+            ar_add(ar, "dkim", UM_AUTH_NONE, NULL);
+        }
+        for (size_t i = 0; i < o->dkim.nsigs; i++) {
+            const struct um_dkim_verify_sig *s = &o->dkim.sigs[i];
+            ar_add(ar, "dkim", ib_dkim_auth(s->result),
+                   s->result == UM_DKIM_VERIFY_PASS ? NULL : s->reason);
+            ar_prop(ar, "header", "d", ib_str(s->d));
+            ar_prop(ar, "header", "i", ib_str(s->i));
+            ar_prop(ar, "header", "s", ib_str(s->s));
+            ar_prop(ar, "header", "a", ib_str(s->a));
+            ar_prop(ar, "header", "b", ib_str(s->b));
+        }
+    }
+    if (o->have_dmarc) {
+        const char *pol = um_dmarc_policy_name(o->dmarc.policy);
+        ar_add(ar, "dmarc", ib_dmarc_auth(o->dmarc.result),
+               o->dmarc.result == UM_DMARC_RESULT_PASS ? NULL : o->dmarc.reason);
+        ar_prop(ar, "header", "from", ib_str(o->dmarc.from_domain));
+        if (o->dmarc.policy != UM_DMARC_POLICY_UNSET)
+            ar_prop(ar, "policy", "dmarc", ib_str(pol));
+    } else if (o->from_status != 0 && cc->cfg->inbound.dmarc) {
+        ar_add(ar, "dmarc", UM_AUTH_PERMERROR,
+               o->from_status == 1 ? "no usable From address" : "several From headers or authors");
+    }
+    if (um_authres_render(ar, out, &err) != UM_OK)
+        *out = NULL;
+    um_authres_free(ar);
+}
+
+static void
+ib_verdict_log(struct conn_ctx *cc, const struct ib_outcome *o)
+{
+    const struct msg_ctx *m = &cc->msg;
+    struct um_logline l;
+
+    um_logline_init(&l, cc->sess, "verdict");
+    if (m->qid != NULL)
+        um_logline_str(&l, "qid", m->qid);
+    um_logline_str(&l, "ip", cc->client_ip);
+    um_logline_str(&l, "mode", "inbound");
+    um_logline_str(&l, "from", m->envfrom);
+    um_logline_int(&l, "rcpts", m->nrcpt);
+    if (m->spf_done) {
+        um_logline_str(&l, "spf", um_auth_name(m->spf.result));
+        um_logline_str(&l, "spf.domain", m->spf.domain);
+    } else {
+        um_logline_str(&l, "spf", "skipped");
+    }
+    if (o->have_dkim) {
+        um_logline_str(&l, "dkim", um_dkim_verify_result_name(o->dkim.overall));
+        for (size_t i = 0; i < o->dkim.nsigs && i < 3; i++) {
+            char k[16];
+            (void)snprintf(k, sizeof(k), "dkim%zu.d", i + 1);
+            um_logline_str(&l, k, o->dkim.sigs[i].d);
+            (void)snprintf(k, sizeof(k), "dkim%zu", i + 1);
+            um_logline_str(&l, k, um_dkim_verify_result_name(o->dkim.sigs[i].result));
+        }
+        if (o->dkim.unverified > 0)
+            um_logline_int(&l, "dkim.unverified", (long long)o->dkim.unverified);
+    }
+    if (o->have_dmarc) {
+        um_logline_str(&l, "dmarc", um_dmarc_result_name(o->dmarc.result));
+        um_logline_str(&l, "dmarc.from", o->dmarc.from_domain);
+        um_logline_str(&l, "dmarc.p", um_dmarc_policy_name(o->dmarc.policy));
+        um_logline_str(&l, "dmarc.reason", o->dmarc.reason);
+    } else if (o->from_status != 0) {
+        um_logline_str(&l, "from.header", o->from_status == 1 ? "none" : "several");
+    }
+    if (m->nar_forged > 0)
+        um_logline_int(&l, "ar.removed", (long long)m->nar_forged);
+    um_logline_str(&l, "action", o->action);
+    if (o->why != NULL)
+        um_logline_str(&l, "why", o->why);
+    um_log_emit(&cc->d->log, UM_LOG_INFO, &l);
+}
+
+/* Maps the DMARC disposition and local settings to an action. */
+static void
+ib_decide(struct conn_ctx *cc, struct ib_outcome *o)
+{
+    const struct um_config *cfg = cc->cfg;
+    static const char *const reject_actions[] = {"reject", "hold", "tag"};
+    static const char *const quarantine_actions[] = {"hold", "tag", "reject"};
+
+    o->action = "accept";
+    if (o->from_status != 0) {
+        static const char *const bad[] = {"reject", "tempfail", "accept"};
+        o->action = bad[cfg->inbound.bad_from_action];
+        o->why = o->from_status == 1 ? "no usable From" : "several From";
+        return;
+    }
+    if (!o->have_dmarc)
+        return;
+    if (o->dmarc.result == UM_DMARC_RESULT_TEMPERROR) {
+        if (cfg->inbound.temperror_action == 1 && cfg->inbound.enforce) {
+            o->action = "tempfail";
+            o->why = "dmarc temperror";
+        }
+        return;
+    }
+    if (o->dmarc.result != UM_DMARC_RESULT_FAIL)
+        return;
+    if (o->dmarc.disposition != UM_DMARC_POLICY_REJECT
+        && o->dmarc.disposition != UM_DMARC_POLICY_QUARANTINE)
+        return;
+    if (!cfg->inbound.enforce) {
+        o->why = "monitor only";
+        return;
+    }
+    if (ib_list_has(cfg->inbound.exempt_domains, cfg->inbound.nexempt_domains,
+                    o->dmarc.from_domain)) {
+        o->why = "exempt domain";
+        return;
+    }
+    if (ib_list_has(cfg->inbound.exempt_clients, cfg->inbound.nexempt_clients, cc->client_ip)) {
+        o->why = "exempt client";
+        return;
+    }
+    if (o->dmarc.disposition == UM_DMARC_POLICY_REJECT)
+        o->action = reject_actions[cfg->inbound.reject_action];
+    else
+        o->action = quarantine_actions[cfg->inbound.quarantine_action];
+    o->why = o->dmarc.disposition == UM_DMARC_POLICY_REJECT ? "dmarc p=reject"
+                                                            : "dmarc p=quarantine";
+}
+
+sfsistat
+ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
+{
+    struct msg_ctx *m = &cc->msg;
+    struct ib_outcome o;
+    struct um_error err = {0};
+    struct um_dmarc_dkim dk[UM_DMARC_MAX_DKIM];
+    char *arval = NULL, text[400];
+    sfsistat rc = SMFIS_CONTINUE;
+
+    memset(&o, 0, sizeof(o));
+    if (m->dkv != NULL) {
+        if (um_dkim_verify_end(m->dkv, &o.dkim, &err) == UM_OK)
+            o.have_dkim = true;
+        else
+            um_log_msg(&cc->d->log, UM_LOG_ERR, "dkim", "verification failed: %s", err.msg);
+    }
+    /* RFC 7489 6.6.1: exactly one From with one author, else no DMARC evaluation. */
+    {
+        struct um_str vals[UM_IB_MAX_FROM];
+        enum um_status st;
+        for (size_t i = 0; i < m->nfrom; i++)
+            vals[i] = ib_str(m->from[i]);
+        if (m->nfrom_seen > m->nfrom)
+            st = UM_ELIMIT;
+        else
+            st = um_keyrule_from_domain(vals, m->nfrom, o.from_buf, sizeof(o.from_buf),
+                                        &o.from_domain, &err);
+        o.from_status = st == UM_OK ? 0 : (st == UM_ELIMIT ? 2 : 1);
+    }
+    if (o.from_status == 0 && cc->cfg->inbound.dmarc && cc->rt->dmarc != NULL) {
+        struct um_dmarc_input in;
+        char dom[256];
+        size_t nd = 0;
+
+        memset(&in, 0, sizeof(in));
+        (void)snprintf(dom, sizeof(dom), "%.*s", (int)o.from_domain.len, o.from_domain.p);
+        in.from_domain = dom;
+        if (m->spf_done) {
+            in.spf_domain = m->spf.domain;
+            in.spf_pass = m->spf.result == UM_AUTH_PASS;
+            in.spf_helo = strcmp(m->spf.identity, "helo") == 0;
+        }
+        for (size_t i = 0; o.have_dkim && i < o.dkim.nsigs && nd < UM_DMARC_MAX_DKIM; i++) {
+            dk[nd].domain = o.dkim.sigs[i].d;
+            dk[nd].selector = o.dkim.sigs[i].s;
+            dk[nd].pass = o.dkim.sigs[i].result == UM_DKIM_VERIFY_PASS;
+            nd++;
+        }
+        in.dkim = dk;
+        in.ndkim = nd;
+        {
+            unsigned char r = 0;
+            if (getrandom(&r, 1, 0) != 1)
+                r = 0;
+            in.pct_roll = r % 100;
+        }
+        if (um_dmarc_check(cc->rt->dmarc, &in, &o.dmarc, &err) == UM_OK)
+            o.have_dmarc = true;
+        else
+            um_log_msg(&cc->d->log, UM_LOG_ERR, "dmarc", "evaluation failed: %s", err.msg);
+    }
+    ib_decide(cc, &o);
+
+    /* Forged Authentication-Results claiming our authserv-id: all of them, highest first. */
+    for (size_t i = m->nar_forged; i > 0; i--) {
+        if (smfi_chgheader(ctx, MSTR("Authentication-Results"), m->ar_forged[i - 1], NULL)
+            != MI_SUCCESS)
+            um_log_msg(&cc->d->log, UM_LOG_ERR, "authres", "could not remove a forged header");
+    }
+    ib_authres(cc, &o, &arval);
+    if (arval != NULL) {
+        char *v = arval;
+        char *lead = NULL;
+        if (cc->leadspc && asprintf(&lead, " %s", arval) > 0)
+            v = lead;
+        if (smfi_insheader(ctx, 0, MSTR("Authentication-Results"), v) != MI_SUCCESS)
+            um_log_msg(&cc->d->log, UM_LOG_ERR, "authres", "the MTA refused our header");
+        free(lead);
+        free(arval);
+    }
+    if (m->spf_done && cc->cfg->inbound.received_spf && m->spf.received_spf != NULL) {
+        char *lead = NULL;
+        if (asprintf(&lead, "%s%s", cc->leadspc ? " " : "", m->spf.received_spf) > 0) {
+            (void)smfi_insheader(ctx, 0, MSTR("Received-SPF"), lead);
+            free(lead);
+        }
+    }
+    m->hold = false;
+    if (strcmp(o.action, "reject") == 0) {
+        if (o.from_status != 0)
+            (void)snprintf(text, sizeof(text),
+                           "Message must have exactly one From header with one address "
+                           "(RFC 5322 3.6)");
+        else
+            (void)snprintf(text, sizeof(text),
+                           "DMARC policy of %s rejects this message (not authenticated)",
+                           o.dmarc.policy_domain[0] != '\0' ? o.dmarc.policy_domain
+                                                            : o.dmarc.from_domain);
+        (void)smfi_setreply(ctx, MSTR("550"), MSTR("5.7.1"), text);
+        rc = SMFIS_REJECT;
+    } else if (strcmp(o.action, "tempfail") == 0) {
+        (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.7.1"),
+                            MSTR("Cannot authenticate this message now, try again later"));
+        rc = SMFIS_TEMPFAIL;
+    } else if (strcmp(o.action, "hold") == 0) {
+        if (smfi_quarantine(ctx, MSTR("unimilter: DMARC quarantine")) != MI_SUCCESS)
+            um_log_msg(&cc->d->log, UM_LOG_ERR, "dmarc", "the MTA refused to hold the message");
+    } else if (strcmp(o.action, "tag") == 0) {
+        (void)snprintf(text, sizeof(text), "%sDMARC policy of %s", cc->leadspc ? " " : "",
+                       o.dmarc.policy_domain);
+        (void)smfi_insheader(ctx, 0, MSTR("X-Unimilter-Quarantine"), text);
+    }
+    ib_verdict_log(cc, &o);
+    return rc;
+}
