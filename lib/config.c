@@ -83,6 +83,8 @@ static const char *const cfg_rl_actions[] = {"tempfail", "hold", "reject", NULL}
 static const char *const cfg_canons[] = {"relaxed", "simple", NULL};
 static const char *const cfg_on_error[] = {"accept", "tempfail", NULL};
 static const char *const cfg_dmarc_methods[] = {"tree-walk", "psl", NULL};
+static const char *const cfg_rl_backends[] = {"memory", "redis", NULL};
+static const char *const cfg_redis_on_error[] = {"tempfail", "accept", "local", NULL};
 static const char *const cfg_reject_actions[] = {"reject", "hold", "tag", NULL};
 static const char *const cfg_quarantine_actions[] = {"hold", "tag", "reject", NULL};
 static const char *const cfg_bad_from_actions[] = {"reject", "tempfail", "accept", NULL};
@@ -186,6 +188,25 @@ static const struct cfg_item cfg_schema[] = {
      "This sender's limit."},
     {"ratelimit.overrides.[].exempt", CFG_BOOL, RR(exempt), 0, 0, 0, NULL, "false",
      "Never limit (mailing lists, known bulk senders)."},
+    {.path = "ratelimit.backend", .kind = CFG_ENUM, .off = RL(backend), .names = cfg_rl_backends,
+     .dflt = "memory",
+     .doc = "Where counts live: memory (this process) or redis (shared by several MX hosts; "
+            "the same sliding-window semantics; counts not snapshotted)."},
+    {"ratelimit.redis", CFG_GROUP, 0, 0, 0, 0, NULL, "", "The Redis server for backend redis."},
+    {"ratelimit.redis.host", CFG_STRING, RL(redis_host), 0, 0, 0, NULL, "127.0.0.1",
+     "Redis host as an IP address (names are resolved outside the timeout)."},
+    {"ratelimit.redis.port", CFG_INT, RL(redis_port), 0, 1, 65535, "a port number", "6379",
+     "Redis TCP port."},
+    {"ratelimit.redis.socket", CFG_OSTRING, RL(redis_socket), 0, 0, 0, NULL, "",
+     "Redis unix socket path; when set, host and port are not used."},
+    {"ratelimit.redis.prefix", CFG_STRING, RL(redis_prefix), 0, 0, 0, NULL, "um:rl:",
+     "Prefix of every Redis key unimilter writes."},
+    {"ratelimit.redis.timeout_ms", CFG_INT, RL(redis_timeout_ms), 0, 10, 10000, "milliseconds",
+     "200", "Bound on one Redis decision, connect included."},
+    {.path = "ratelimit.redis.on_error", .kind = CFG_ENUM, .off = RL(redis_on_error),
+     .names = cfg_redis_on_error, .dflt = "local",
+     .doc = "Redis down or slow: tempfail the recipient, accept it uncounted, or count it in "
+            "this process's memory (local) until Redis is back."},
     {"ratelimit.notify", CFG_GROUP, 0, 0, 0, 0, NULL, "",
      "Who hears about a sender over the limit, once per episode."},
     {"ratelimit.notify.command", CFG_OSTRING, RL(notify_command), 0, 0, 0, NULL, "",
@@ -1022,6 +1043,9 @@ um_config_unref(struct um_config *cfg)
     for (size_t i = 0; i < cfg->ratelimit.nrule; i++)
         free(cfg->ratelimit.rule[i].sender);
     free(cfg->ratelimit.rule);
+    free(cfg->ratelimit.redis_host);
+    free(cfg->ratelimit.redis_socket);
+    free(cfg->ratelimit.redis_prefix);
     free(cfg->ratelimit.notify_command);
     free(cfg->ratelimit.notify_mail_to);
     free(cfg->ratelimit.sendmail_path);

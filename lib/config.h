@@ -96,6 +96,13 @@ struct um_config {
         int snapshot_interval;
         struct um_cfg_rlrule *rule;
         size_t nrule;
+        int backend;          /* 0 memory, 1 redis */
+        char *redis_host;
+        int redis_port;
+        char *redis_socket;   /* NULL: TCP */
+        char *redis_prefix;
+        int redis_timeout_ms;
+        int redis_on_error;   /* 0 tempfail, 1 accept, 2 local */
         char *notify_command; /* NULL: none */
         char *notify_mail_to; /* NULL: none */
         char *sendmail_path;

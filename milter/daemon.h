@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "ratelimit_redis.h"
 #include "runtime.h"
 
 /* libmilter takes char * for strings it never writes; this drops the const once, here. */
@@ -31,6 +32,8 @@ struct um_daemon {
     struct um_logger log;
     struct um_ratelimit *rl; /* process lifetime; its policy is swapped on reload */
     struct um_dns *dns;      /* process lifetime: the one shared resolver and cache */
+    struct um_rlredis *rlredis; /* ratelimit.backend = redis (process lifetime), else NULL */
+    _Atomic unsigned long long redis_outages_logged;
 
     _Atomic bool draining;    /* SIGTERM seen: no new messages */
     _Atomic int inflight;     /* messages between MAIL FROM and their end */

@@ -283,6 +283,23 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "rate limiter: %s", err.msg);
         return -1;
     }
+    if (cfg->ratelimit.backend == 1) {
+        struct um_rlredis_opts ro = {0};
+        ro.host = cfg->ratelimit.redis_host;
+        ro.port = (unsigned)cfg->ratelimit.redis_port;
+        ro.socket = cfg->ratelimit.redis_socket;
+        ro.prefix = cfg->ratelimit.redis_prefix;
+        ro.timeout_ms = (unsigned)cfg->ratelimit.redis_timeout_ms;
+        if (um_rlredis_new(&ro, &d->rlredis, &err) != UM_OK) {
+            um_log_msg(&d->log, UM_LOG_ERR, "startup", "%s: ratelimit.redis: %s", cfg->path,
+                       err.msg);
+            return -1;
+        }
+        um_log_msg(&d->log, UM_LOG_INFO, "ratelimit", "counting in Redis at %s",
+                   cfg->ratelimit.redis_socket != NULL ? cfg->ratelimit.redis_socket
+                                                       : cfg->ratelimit.redis_host);
+        return 0; /* the shared store keeps the counts; no snapshot */
+    }
     if (cfg->ratelimit.state_file != NULL) {
         if (um_ratelimit_load(d->rl, cfg->ratelimit.state_file, (int64_t)time(NULL), &loaded,
                               &err)
@@ -367,6 +384,9 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
         || (old->group != NULL && strcmp(old->group, nrt->cfg->group) != 0))
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "user/group changed: takes effect at the next restart");
+    if (old->ratelimit.backend != nrt->cfg->ratelimit.backend)
+        um_log_msg(&d->log, UM_LOG_WARNING, "reload",
+                   "ratelimit.backend changed: takes effect at the next restart");
     if (old->ndns_servers != nrt->cfg->ndns_servers || old->dns_timeout != nrt->cfg->dns_timeout)
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "dns settings changed: take effect at the next restart");
@@ -389,7 +409,7 @@ main_save_state(struct um_daemon *d, bool at_exit)
     struct um_config *cfg = um_daemon_config(d);
     struct um_error err = {0};
 
-    if (cfg->ratelimit.state_file != NULL) {
+    if (cfg->ratelimit.state_file != NULL && d->rlredis == NULL) {
         if (um_ratelimit_save(d->rl, cfg->ratelimit.state_file, (int64_t)time(NULL), &err)
             != UM_OK)
             um_log_msg(&d->log, UM_LOG_ERR, "ratelimit", "cannot save counts: %s", err.msg);
@@ -585,6 +605,8 @@ main(int argc, char **argv)
     enum um_status st;
     int c, rc;
 
+    /* A peer closing a socket (Redis, a notify pipe) must not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
     /* Subcommands of the same binary: stats, reset, keygen, check-keys. */
     rc = um_cli_run(argc, argv);
     if (rc >= 0)
@@ -676,5 +698,6 @@ main(int argc, char **argv)
     d.rt = NULL;
     pthread_mutex_unlock(&d.cfg_lock);
     um_ratelimit_free(d.rl);
+    um_rlredis_free(d.rlredis);
     return rc;
 }

@@ -145,6 +145,52 @@ ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decis
     return SMFIS_TEMPFAIL;
 }
 
+/*
+ * One reservation in the configured store. With Redis down or slow, ratelimit.redis.on_error
+ * decides: UM_ETEMP (tempfail), an uncounted pass (accept), or this process's memory (local).
+ * An outage is logged once, when it starts, not per recipient.
+ */
+static enum um_status
+ob_backend_reserve(struct conn_ctx *cc, unsigned n, struct um_ratelimit_decision *dec,
+                   bool *redis, struct um_error *err)
+{
+    struct um_daemon *d = cc->d;
+    const struct um_config *cfg = cc->cfg;
+    struct um_str key = {cc->msg.key.key, cc->msg.key.len};
+    int64_t now = (int64_t)time(NULL);
+
+    *redis = false;
+    if (d->rlredis != NULL) {
+        struct um_error rerr = {0};
+        enum um_status st = um_rlredis_reserve(d->rlredis, cc->rt->rlpol, key, n, now, dec, &rerr);
+        struct um_rlredis_totals t;
+
+        if (st == UM_OK) {
+            *redis = true;
+            return UM_OK;
+        }
+        um_rlredis_totals(d->rlredis, &t);
+        if (atomic_exchange(&d->redis_outages_logged, (unsigned long long)t.outages)
+            != (unsigned long long)t.outages) {
+            static const char *const what[] = {"tempfailing recipients", "accepting uncounted",
+                                               "counting locally"};
+            um_log_msg(&d->log, UM_LOG_WARNING, "ratelimit", "redis unavailable (%s): %s",
+                       rerr.msg, what[cfg->ratelimit.redis_on_error]);
+        }
+        if (st != UM_ETEMP)
+            return um_error_set(err, st, "%s", rerr.msg);
+        if (cfg->ratelimit.redis_on_error == 0)
+            return um_error_set(err, UM_ETEMP, "%s", rerr.msg);
+        if (cfg->ratelimit.redis_on_error == 1) {
+            memset(dec, 0, sizeof(*dec));
+            dec->allowed = true;
+            dec->exempt = true; /* nothing counted, nothing to give back */
+            return UM_OK;
+        }
+    }
+    return um_ratelimit_reserve(d->rl, key, n, now, dec, err);
+}
+
 static sfsistat
 ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
 {
@@ -153,9 +199,16 @@ ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
     struct um_error err = {0};
     struct msg_resv *nr;
 
-    if (um_ratelimit_reserve(cc->d->rl, (struct um_str){m->key.key, m->key.len}, n,
-                             (int64_t)time(NULL), &dec, &err)
-        != UM_OK) {
+    bool redis = false;
+    enum um_status st = ob_backend_reserve(cc, n, &dec, &redis, &err);
+
+    if (st == UM_ETEMP) {
+        /* ratelimit.redis.on_error = tempfail */
+        (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.0"),
+                            MSTR("Sender rate limit cannot be checked now, try again later"));
+        return SMFIS_TEMPFAIL;
+    }
+    if (st != UM_OK) {
         um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "not counted: %s", err.msg);
         return SMFIS_CONTINUE; /* a limiter fault must not stop mail */
     }
@@ -167,7 +220,7 @@ ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
         return ob_over_limit(ctx, cc, &dec, n);
     if (dec.exempt)
         return SMFIS_CONTINUE;
-    if (m->nresv > 0 && m->resv[m->nresv - 1].ts == dec.ts) {
+    if (m->nresv > 0 && m->resv[m->nresv - 1].ts == dec.ts && m->resv[m->nresv - 1].redis == redis) {
         m->resv[m->nresv - 1].n += n;
         return SMFIS_CONTINUE;
     }
@@ -179,6 +232,7 @@ ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
     m->resv = nr;
     m->resv[m->nresv].ts = dec.ts;
     m->resv[m->nresv].n = n;
+    m->resv[m->nresv].redis = redis;
     m->nresv++;
     return SMFIS_CONTINUE;
 }

@@ -61,9 +61,14 @@ msg_ctx_end(struct conn_ctx *cc)
     for (size_t i = 0; i < m->nresv; i++) {
         unsigned released = 0;
         struct um_error err = {0};
-        if (um_ratelimit_release(cc->d->rl, (struct um_str){m->key.key, m->key.len},
-                                 m->resv[i].ts, m->resv[i].n, &released, &err)
-            != UM_OK)
+        struct um_str key = {m->key.key, m->key.len};
+        enum um_status st =
+            m->resv[i].redis
+                ? um_rlredis_release(cc->d->rlredis, key, m->resv[i].ts, m->resv[i].n,
+                                     &released, &err)
+                : um_ratelimit_release(cc->d->rl, key, m->resv[i].ts, m->resv[i].n,
+                                       &released, &err);
+        if (st != UM_OK)
             um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "release failed: %s", err.msg);
     }
     free(m->resv);

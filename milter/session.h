@@ -29,6 +29,7 @@ struct msg_hdr {
 struct msg_resv {
     int64_t ts;
     unsigned n;
+    bool redis; /* counted in Redis (else in this process) */
 };
 
 struct msg_ctx {

@@ -153,3 +153,52 @@ mt.disconnect(conn)
 LUA
     miltertest -s "$T/$name.lua" >"$T/$name.out" 2>&1 || { cat "$T/$name.out" >&2; return 1; }
 }
+
+# rl_session NAME AUTH FROM "RCPT..." WANT [abort|local|hold]
+#   WANT: one letter per recipient, c = accepted, t = refused (reply code); then the
+#   end-of-message answer: a = accept, t = refused.
+rl_session() {
+    local name=$1 auth=$2 from=$3 rcpts=$4 want=$5 how=${6:-} host="client.example" ip="192.0.2.7"
+    [ "$how" = local ] && { host=localhost; ip=127.0.0.1; }
+    {
+        echo "local conn = mt.connect(\"unix:${SOCK:-$T/um.sock}\", 40, 0.1)"
+        echo 'if conn == nil then error("connect failed") end'
+        echo 'mt.macro(conn, SMFIC_CONNECT, "{daemon_name}", "ORIGINATING")'
+        echo "if mt.conninfo(conn, \"$host\", \"$ip\") ~= nil then error(\"conninfo\") end"
+        # HELO first: miltertest drops later stages' macros when it sends one itself.
+        echo 'if mt.helo(conn, "client.example") ~= nil then error("helo") end'
+        [ -n "$auth" ] && echo "mt.macro(conn, SMFIC_MAIL, \"{auth_authen}\", \"$auth\")"
+        echo "if mt.mailfrom(conn, \"<$from>\") ~= nil then error(\"mail\") end"
+        echo 'if mt.getreply(conn) ~= SMFIR_CONTINUE then error("mail refused") end'
+        local i=0
+        for r in $rcpts; do
+            local w=${want:$i:1}
+            echo "if mt.rcptto(conn, \"<$r>\") ~= nil then error(\"rcpt\") end"
+            if [ "$w" = c ]; then
+                echo "if mt.getreply(conn) ~= SMFIR_CONTINUE then error(\"rcpt $r: want continue\") end"
+            else
+                echo "if mt.getreply(conn) ~= SMFIR_REPLYCODE then error(\"rcpt $r: want refusal\") end"
+            fi
+            i=$((i + 1))
+        done
+        if [ "$how" = abort ]; then
+            echo 'mt.abort(conn)'
+            echo 'mt.disconnect(conn)'
+        else
+            echo 'if mt.header(conn, "From", "x@example.org") ~= nil then error("header") end'
+            echo 'if mt.eoh(conn) ~= nil then error("eoh") end'
+            echo 'if mt.bodystring(conn, "hi\r\n") ~= nil then error("body") end'
+            echo 'if mt.eom(conn) ~= nil then error("eom") end'
+            if [ "${want:$i:1}" = a ]; then
+                echo 'if mt.getreply(conn) ~= SMFIR_ACCEPT then error("eom: want accept") end'
+                [ "$how" = hold ] && echo 'if not mt.eom_check(conn, MT_QUARANTINE) then error("not held") end'
+            else
+                echo 'local r = mt.getreply(conn)'
+                echo 'if r ~= SMFIR_REPLYCODE and r ~= SMFIR_TEMPFAIL then error("eom: want refusal") end'
+            fi
+            echo 'mt.disconnect(conn)'
+        fi
+    } >"$T/$name.lua"
+    miltertest -s "$T/$name.lua" >"$T/$name.out" 2>&1 || fail "$name: $(cat "$T/$name.out")"
+}
+
