@@ -21,6 +21,9 @@ um_start "$T/um.conf"
 rl_session a1 alice alice@example.org "r1@x.test r2@x.test" cca
 rl_session a2 alice alice@example.org "r3@x.test r4@x.test r5@x.test" ctta
 rl_session a3 alice alice@example.org "r6@x.test" ta
+# The command runs asynchronously (the milter never waits for it): give it a moment.
+for _ in $(seq 1 100); do grep -q '^---$' "$T/notices" 2>/dev/null && break; sleep 0.05; done
+sleep 0.2
 n=$(grep -c '^---$' "$T/notices" 2>/dev/null || true)
 [ "$n" = 1 ] || fail "notice command ran $n times for one episode, want 1"
 grep -qx 'UM_SENDER=sasl:alice' "$T/notices" || fail "notice lacks the sender: $(cat "$T/notices")"
