@@ -274,6 +274,15 @@ mlfi_eom(SMFICTX *ctx)
             return rc;
         }
     }
+    if (cc->msg.mode == UM_MODE_INBOUND) {
+        /* ib_eom adds the headers, decides, and writes the message's verdict line. */
+        sfsistat rc = ib_eom(ctx, cc);
+        if (rc == SMFIS_CONTINUE && cc->cfg->trace_header)
+            (void)smfi_insheader(ctx, 0, MSTR("X-Unimilter-Mode"),
+                                 MSTR(cc->leadspc ? " inbound" : "inbound"));
+        msg_ctx_end(cc);
+        return rc == SMFIS_CONTINUE ? SMFIS_ACCEPT : rc;
+    }
     if (cc->cfg->trace_header) {
         char val[32];
         (void)snprintf(val, sizeof(val), "%s%s", cc->leadspc ? " " : "",
