@@ -245,7 +245,10 @@ dm_lookup(const struct um_dmarc *dm, const char *domain, struct um_dmarc_record 
     }
     if (t.result == UM_DNS_TEMPFAIL) {
         *look = DM_TEMPFAIL;
-        (void)snprintf(why, whylen, "%s at %s", t.reason[0] != '\0' ? t.reason : "tempfail", name);
+        /* Truncating a long name in the reason text is fine. */
+        if (snprintf(why, whylen, "%s at %s", t.reason[0] != '\0' ? t.reason : "tempfail", name)
+            < 0)
+            why[0] = '\0';
     } else if (t.result == UM_DNS_OK) {
         for (size_t i = 0; i < t.n; i++) {
             if (dm_is_dmarc(t.rec[i])) {
@@ -258,7 +261,8 @@ dm_lookup(const struct um_dmarc *dm, const char *domain, struct um_dmarc_record 
             && (dm->method == UM_DMARC_METHOD_TREEWALK || !rec->p_invalid || rec->has_rua))
             *look = DM_FOUND;
         else if (found > 1)
-            (void)snprintf(why, whylen, "%zu DMARC records at %s", found, name);
+            if (snprintf(why, whylen, "%zu DMARC records at %s", found, name) < 0)
+                why[0] = '\0';
     }
     dm->ops.txt_fini(dm->ops.arg, &t);
     return UM_OK;

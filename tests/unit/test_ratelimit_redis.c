@@ -297,7 +297,8 @@ on_alarm(int sig)
     (void)sig;
     if (srv_pid > 0)
         (void)kill(srv_pid, SIGKILL);
-    (void)write(2, msg, sizeof(msg) - 1);
+    if (write(2, msg, sizeof(msg) - 1) < 0)
+        _exit(2);
     _exit(1);
 }
 
