@@ -46,9 +46,14 @@ import sys
 import dkim
 import nacl.signing
 
-TLD = "example"  # not "test": libunbound answers NXDOMAIN for test. (RFC 6761)
-ESP = "esp." + TLD
-SIGN_DOMAIN = "sign." + TLD
+# Names under a TLD the Public Suffix List knows, so PSL-based DMARC (opendmarc, rspamd) finds
+# organizational domains as tree-walk DMARC does; not .test or .example: libunbound answers
+# NXDOMAIN for test. itself (RFC 6761) and PSL users see no org domain under example.
+# Nothing leaks: compare serves them from a local unbound inside a private network namespace.
+TLD = "org"
+PREFIX = "umbench-"
+ESP = PREFIX + "esp." + TLD
+SIGN_DOMAIN = PREFIX + "sign." + TLD
 HDRS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type"]
 WORDS = ("the quick brown fox jumps over lazy dog mail server relay policy domain key "
          "record message header body signature report invoice meeting agenda project "
@@ -196,7 +201,7 @@ def main():
     for d in ("keys", "inbound", "outbound"):
         os.makedirs(os.path.join(a.out, d), exist_ok=True)
 
-    doms = [Domain("d%02d.%s" % (i, TLD), i, rnd, keydir, a.seed) for i in range(12)]
+    doms = [Domain("%sd%02d.%s" % (PREFIX, i, TLD), i, rnd, keydir, a.seed) for i in range(12)]
     doms[10].dmarc = None   # nodmarc
     doms[11].spf = False    # nospf
     doms[11].dmarc = "reject"

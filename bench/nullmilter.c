@@ -13,6 +13,7 @@
  * THREADS      No shared mutable state; the context hangs off smfi_setpriv().
  * SIGNALS      libmilter's: SIGTERM or SIGHUP stop it.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@ struct null_ctx {
 };
 
 #define NCTX(ctx) ((struct null_ctx *)smfi_getpriv(ctx))
+/* libmilter takes char * for strings it never writes (as milter/daemon.h's MSTR). */
+#define MSTR(s) ((char *)(uintptr_t)(s))
 
 static sfsistat
 null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
@@ -49,7 +52,7 @@ null_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
 
     (void)host;
     (void)sa;
-    (void)smfi_getsymval(ctx, "{daemon_name}");
+    (void)smfi_getsymval(ctx, MSTR("{daemon_name}"));
     if (nc == NULL || smfi_setpriv(ctx, nc) != MI_SUCCESS) {
         free(nc);
         return SMFIS_TEMPFAIL;
@@ -69,7 +72,7 @@ static sfsistat
 null_envfrom(SMFICTX *ctx, char **argv)
 {
     (void)argv;
-    (void)smfi_getsymval(ctx, "{auth_authen}");
+    (void)smfi_getsymval(ctx, MSTR("{auth_authen}"));
     return SMFIS_CONTINUE;
 }
 
@@ -77,7 +80,7 @@ static sfsistat
 null_envrcpt(SMFICTX *ctx, char **argv)
 {
     (void)argv;
-    (void)smfi_getsymval(ctx, "{rcpt_addr}");
+    (void)smfi_getsymval(ctx, MSTR("{rcpt_addr}"));
     return SMFIS_CONTINUE;
 }
 
@@ -101,7 +104,7 @@ null_header(SMFICTX *ctx, char *name, char *value)
 static sfsistat
 null_eoh(SMFICTX *ctx)
 {
-    (void)smfi_getsymval(ctx, "i");
+    (void)smfi_getsymval(ctx, MSTR("i"));
     return SMFIS_CONTINUE;
 }
 
@@ -150,7 +153,7 @@ null_unknown(SMFICTX *ctx, const char *cmd)
 }
 
 static struct smfiDesc null_desc = {
-    .xxfi_name = "nullmilter",
+    .xxfi_name = MSTR("nullmilter"),
     .xxfi_version = SMFI_VERSION,
     .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
     .xxfi_connect = null_connect,
