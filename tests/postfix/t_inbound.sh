@@ -172,6 +172,10 @@ mk "$M/legit-dual.raw" --from "Alice <alice@pass.unimilter.example>" --subject l
 sign "$M/legit-dual.raw" "$M/legit-dual.eml" --key "$RSA_PASS" --key "$ED_PASS"
 mk "$M/legit-dkim-only.raw" --from "Alice <alice@pass.unimilter.example>" --subject legit-dkim-only
 sign "$M/legit-dkim-only.raw" "$M/legit-dkim-only.eml" --key "$ED_PASS"
+# An independent signer besides python3-dkim: Mail::DKIM (libmail-dkim-perl).
+mk "$M/legit-maildkim.raw" --from "Alice <alice@pass.unimilter.example>" --subject legit-maildkim
+perl "$IB/maildkim_sign.pl" "$W/rsa.pem" pass.unimilter.example r2048 "$M/legit-maildkim.raw" \
+    "$M/legit-maildkim.eml" || fail "Mail::DKIM could not sign"
 mk "$M/spoof-reject.eml" --from "CEO <ceo@reject.unimilter.example>" --subject spoof-reject
 mk "$M/spoof-quarantine.eml" --from "CEO <ceo@quarantine.unimilter.example>" --subject spoof-quarantine
 mk "$M/forged-ar.raw" --from "Alice <alice@pass.unimilter.example>" --subject forged-ar \
@@ -377,6 +381,17 @@ ar_has legit-dkim-only '^spf=fail .*smtp\.mailfrom=(c1b@)?pass\.unimilter\.examp
     '^dmarc=pass .*header\.from=pass\.unimilter\.example( |$)'
 echo "ok: legit-dkim-only: delivered, $AR"
 
+# --- 1c. a Mail::DKIM signature verifies here and carries DMARC
+send legit-maildkim "$BAD_IP" c1c@pass.unimilter.example
+((RC == 0)) || fail "legit-maildkim: swaks exited $RC"
+verdict legit-maildkim c1c@pass.unimilter.example
+expect legit-maildkim ip="$BAD_IP" spf=fail dkim='pass.*' dmarc=pass action=accept
+delivered legit-maildkim
+ours legit-maildkim
+ar_has legit-maildkim '^dkim=pass .*header\.d=pass\.unimilter\.example .*header\.s=r2048( |$)' \
+    '^dmarc=pass .*header\.from=pass\.unimilter\.example( |$)'
+echo "ok: legit-maildkim: Mail::DKIM's signature verified, $AR"
+
 # --- 2. spoofed p=reject
 send spoof-reject "$BAD_IP" c2@reject.unimilter.example
 ((RC == 26)) || fail "spoof-reject: swaks exited $RC, want 26 (refused after DATA)"
@@ -467,7 +482,7 @@ ar_has spoof-none '^spf=softfail .*smtp\.mailfrom=(c8@)?none\.unimilter\.example
 echo "ok: spoof-none: delivered, $AR"
 
 # ---- nothing else delivered or held; a clean stop
-want=(legit-dual legit-dkim-only forged-ar servfail relaxed spoof-none)
+want=(legit-dual legit-dkim-only legit-maildkim forged-ar servfail relaxed spoof-none)
 sleep 0.5
 n=$(pf_sink_count)
 # shellcheck disable=SC2046 # file names made by smtp-sink: no spaces
