@@ -25,7 +25,8 @@
  *              are not sent (their macros are), replies it declined (SMFIP_NR_*) are not
  *              read. A transaction ended early (reject, tempfail, discard) is followed by
  *              ABORT before the next MAIL. Each write is one buffered send; inet sockets
- *              use TCP_NODELAY.
+ *              use TCP_NODELAY. A reject or tempfail at RCPT refuses that recipient only
+ *              (Postfix); the message goes on while any recipient is left.
  * REPLIES      accept/continue/reject/tempfail/discard/replycode/skip/progress, and at EOM
  *              add/insert/change header, quarantine, add/delete recipient, change sender,
  *              replace body (counted, not applied). A milter that closes the connection,
@@ -990,8 +991,11 @@ run_message(struct worker *w, size_t n)
         worker_close(w, true);
     if (!w->open) {
         over = conn_open(w, msg, &ms, &v);
-        if (over)
+        if (over) {
+            if (v != V_ERROR)
+                worker_close(w, true); /* refused at connect or HELO: the session ends */
             goto out;
+        }
     }
     for (int k = 0; k < c->nsock; k++)
         conn_accepted[k] = w->m[k].done;
@@ -1010,6 +1014,10 @@ run_message(struct worker *w, size_t n)
     for (int k = 0; k < c->nsock && !over; k++)
         over = settle(w, k, event(&w->m[k], k, &ms, ST_MAIL, &cv, 'M', &a, P_NOMAIL, P_NR_MAIL),
                       &v);
+    /* A reject or tempfail at RCPT refuses that recipient only, as in Postfix; the message
+     * ends when none is left. */
+    size_t refused = 0;
+    enum verdict rv = V_REJECT;
     for (size_t i = 0; i < msg->nrcpt && !over; i++) {
         size_t l = strlen(msg->rcpt[i]);
         char *s = xmalloc(l + 3);
@@ -1018,11 +1026,21 @@ run_message(struct worker *w, size_t n)
         buf_str(&a, s);
         free(s);
         cv.rcpt = msg->rcpt[i];
-        for (int k = 0; k < c->nsock && !over; k++)
-            over = settle(w, k, event(&w->m[k], k, &ms, ST_RCPT, &cv, 'R', &a, P_NORCPT,
-                                      P_NR_RCPT), &v);
+        for (int k = 0; k < c->nsock && !over; k++) {
+            enum ev e = event(&w->m[k], k, &ms, ST_RCPT, &cv, 'R', &a, P_NORCPT, P_NR_RCPT);
+            if (e == EV_REJECT || e == EV_TEMPFAIL) {
+                refused++;
+                rv = e == EV_REJECT ? V_REJECT : V_TEMPFAIL;
+                break;
+            }
+            over = settle(w, k, e, &v);
+        }
     }
     cv.rcpt = NULL;
+    if (!over && refused == msg->nrcpt) {
+        v = rv;
+        over = true;
+    }
     for (int k = 0; k < c->nsock && !over; k++)
         over = settle(w, k, event(&w->m[k], k, &ms, ST_DATA, &cv, 'T', NULL, P_NODATA,
                                   P_NR_DATA), &v);
