@@ -1,0 +1,487 @@
+/*
+ * history.c - DMARC evaluation history: bounded queue, one SQLite writer thread
+ *
+ * Design note. The milter thread that finished a message must not wait for a disk, so
+ * um_history_record() only mallocs a copy and appends its pointer to a ring of queue_max
+ * slots under one mutex (a leaf: no I/O, no call out while held). A full ring means the
+ * store is slower than the mail; the record is dropped and counted rather than making the
+ * MTA wait, because the history serves reports, not delivery.
+ *
+ * The writer thread sleeps on a condition until records arrive, takes up to
+ * UM_HISTORY_BATCH of them, and inserts them in one BEGIN IMMEDIATE ... COMMIT with two
+ * prepared statements (one row in evaluations, one row per DKIM result in
+ * evaluation_dkim). Batching bounds the fsyncs to one per batch; WAL with
+ * synchronous=NORMAL lets `unimilter report` read while we write. A failed batch is rolled
+ * back, counted (errors += 1, failed += its records) and reported once through the error
+ * callback, outside the lock; the thread then carries on with the next batch, so a store
+ * that recovers (disk space freed, lock released) resumes without a restart.
+ *
+ * Work is bounded: one batch is at most UM_HISTORY_BATCH records, each statement waits at
+ * most UM_HISTORY_BUSY_MS on a locked database. At close the writer drains until the queue
+ * is empty or the deadline passes (checked between batches, so the bound is drain_ms plus
+ * one batch); whatever is left is dropped and counted.
+ */
+#include "history.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+struct um_history {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct um_history_rec **ring; /* queue_max slots */
+    size_t cap, head, count;
+    bool stopping;
+    struct timespec deadline; /* CLOCK_MONOTONIC; valid when stopping */
+    um_history_error_fn *on_error;
+    void *on_error_arg;
+    struct um_history_stats st; /* queued is computed from count */
+    /* Writer-thread only after open. */
+    sqlite3 *db;
+    sqlite3_stmt *ins_eval, *ins_dkim;
+    pthread_t writer;
+    char *path;
+};
+
+static const char history_schema[] =
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS evaluations ("
+    " id INTEGER PRIMARY KEY,"
+    " ts INTEGER NOT NULL,"
+    " source_ip TEXT NOT NULL,"
+    " header_from TEXT NOT NULL,"
+    " envelope_from TEXT NOT NULL,"
+    " envelope_to TEXT NOT NULL,"
+    " spf_result TEXT NOT NULL,"
+    " spf_scope TEXT NOT NULL,"
+    " spf_domain TEXT NOT NULL,"
+    " ndkim_extra INTEGER NOT NULL,"
+    " dmarc_result TEXT NOT NULL,"
+    " dkim_aligned INTEGER NOT NULL,"
+    " spf_aligned INTEGER NOT NULL,"
+    " method TEXT NOT NULL,"
+    " policy_domain TEXT NOT NULL,"
+    " p TEXT, sp TEXT, np TEXT, adkim TEXT, aspf TEXT, pct INTEGER, t TEXT, psd TEXT,"
+    " rua INTEGER NOT NULL,"
+    " disposition TEXT NOT NULL,"
+    " override TEXT NOT NULL,"
+    " override_comment TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS evaluations_policy_ts ON evaluations (policy_domain, ts);"
+    "CREATE INDEX IF NOT EXISTS evaluations_ts ON evaluations (ts);"
+    "CREATE TABLE IF NOT EXISTS evaluation_dkim ("
+    " eval_id INTEGER NOT NULL,"
+    " idx INTEGER NOT NULL,"
+    " domain TEXT NOT NULL,"
+    " selector TEXT NOT NULL,"
+    " result TEXT NOT NULL,"
+    " PRIMARY KEY (eval_id, idx));";
+
+static const char history_ins_eval[] =
+    "INSERT INTO evaluations (ts, source_ip, header_from, envelope_from, envelope_to,"
+    " spf_result, spf_scope, spf_domain, ndkim_extra, dmarc_result, dkim_aligned, spf_aligned,"
+    " method, policy_domain, p, sp, np, adkim, aspf, pct, t, psd, rua, disposition, override,"
+    " override_comment) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+static const char history_ins_dkim[] =
+    "INSERT INTO evaluation_dkim (eval_id, idx, domain, selector, result) VALUES (?,?,?,?,?)";
+
+const char *
+um_history_override_name(enum um_history_override o)
+{
+    static const char *const names[] = {
+        "none",         "local_policy", "sampled_out", "policy_test_mode", "trusted_forwarder",
+        "mailing_list", "other"};
+    if ((size_t)o >= sizeof(names) / sizeof(names[0]))
+        return "other";
+    return names[o];
+}
+
+/* The record's tag chars as the report words: NULL (SQL NULL) when absent. */
+static const char *
+history_policy_word(char c)
+{
+    switch (c) {
+    case 'n':
+        return "none";
+    case 'q':
+        return "quarantine";
+    case 'r':
+        return "reject";
+    default:
+        return NULL;
+    }
+}
+
+static void
+history_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s == NULL)
+        (void)sqlite3_bind_null(st, i);
+    else
+        (void)sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+static void
+history_bind_char(sqlite3_stmt *st, int i, char c)
+{
+    char s[2] = {c, '\0'};
+
+    if (c == 0)
+        (void)sqlite3_bind_null(st, i);
+    else
+        (void)sqlite3_bind_text(st, i, s, 1, SQLITE_TRANSIENT);
+}
+
+/* One record; the caller holds the transaction. */
+static int
+history_insert(struct um_history *h, const struct um_history_rec *r)
+{
+    sqlite3_stmt *st = h->ins_eval;
+    sqlite3_int64 id;
+    int rc, i = 1;
+
+    (void)sqlite3_reset(st);
+    (void)sqlite3_bind_int64(st, i++, r->time);
+    history_bind_text(st, i++, r->source_ip);
+    history_bind_text(st, i++, r->header_from);
+    history_bind_text(st, i++, r->envelope_from);
+    history_bind_text(st, i++, r->envelope_to);
+    history_bind_text(st, i++, um_auth_name(r->spf_result));
+    history_bind_text(st, i++, r->spf_scope == UM_HISTORY_SPF_HELO ? "helo" : "mfrom");
+    history_bind_text(st, i++, r->spf_domain);
+    (void)sqlite3_bind_int64(st, i++, (sqlite3_int64)r->ndkim_extra);
+    history_bind_text(st, i++, um_dmarc_result_name(r->dmarc_result));
+    (void)sqlite3_bind_int(st, i++, r->dkim_aligned);
+    (void)sqlite3_bind_int(st, i++, r->spf_aligned);
+    history_bind_text(st, i++, r->method == UM_DMARC_METHOD_PSL ? "psl" : "treewalk");
+    history_bind_text(st, i++, r->policy_domain);
+    history_bind_text(st, i++, history_policy_word(r->p));
+    history_bind_text(st, i++, history_policy_word(r->sp));
+    history_bind_text(st, i++, history_policy_word(r->np));
+    history_bind_char(st, i++, r->adkim);
+    history_bind_char(st, i++, r->aspf);
+    (void)sqlite3_bind_int(st, i++, r->pct);
+    history_bind_char(st, i++, r->t);
+    history_bind_char(st, i++, r->psd);
+    (void)sqlite3_bind_int(st, i++, r->rua);
+    history_bind_text(st, i++,
+                      r->disposition == UM_DMARC_POLICY_REJECT       ? "reject"
+                      : r->disposition == UM_DMARC_POLICY_QUARANTINE ? "quarantine"
+                                                                     : "none");
+    history_bind_text(st, i++, um_history_override_name(r->override));
+    history_bind_text(st, i++, r->override_comment);
+    rc = sqlite3_step(st);
+    (void)sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    id = sqlite3_last_insert_rowid(h->db);
+    for (size_t k = 0; k < r->ndkim && k < UM_HISTORY_MAX_DKIM; k++) {
+        st = h->ins_dkim;
+        (void)sqlite3_reset(st);
+        (void)sqlite3_bind_int64(st, 1, id);
+        (void)sqlite3_bind_int64(st, 2, (sqlite3_int64)k);
+        history_bind_text(st, 3, r->dkim[k].domain);
+        history_bind_text(st, 4, r->dkim[k].selector);
+        history_bind_text(st, 5, um_auth_name(r->dkim[k].result));
+        rc = sqlite3_step(st);
+        (void)sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return rc;
+    }
+    return SQLITE_DONE;
+}
+
+/* Reports msg through the callback; takes the lock only to read the callback. */
+static void
+history_report(struct um_history *h, const char *msg)
+{
+    um_history_error_fn *fn;
+    void *arg;
+
+    pthread_mutex_lock(&h->lock);
+    fn = h->on_error;
+    arg = h->on_error_arg;
+    pthread_mutex_unlock(&h->lock);
+    if (fn != NULL)
+        fn(arg, msg);
+}
+
+/* Writes one batch in one transaction; returns true when it was committed. */
+static bool
+history_write_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
+{
+    char msg[512];
+    const char *what = "begin";
+    int rc;
+
+    rc = sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        what = "insert";
+        for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+            if (history_insert(h, batch[i]) != SQLITE_DONE)
+                rc = SQLITE_ERROR;
+        if (rc == SQLITE_OK) {
+            what = "commit";
+            rc = sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
+        }
+    }
+    if (rc == SQLITE_OK)
+        return true;
+    (void)snprintf(msg, sizeof(msg), "history: %s: %s: %s (%zu records lost)", h->path, what,
+                   sqlite3_errmsg(h->db), n);
+    (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    history_report(h, msg);
+    return false;
+}
+
+static bool
+history_past(const struct timespec *deadline)
+{
+    struct timespec now;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec
+           || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+static void *
+history_writer(void *arg)
+{
+    struct um_history *h = arg;
+    struct um_history_rec *batch[UM_HISTORY_BATCH];
+
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        size_t n = 0;
+        bool ok;
+
+        while (h->count == 0 && !h->stopping)
+            pthread_cond_wait(&h->wake, &h->lock);
+        if (h->count == 0 || (h->stopping && history_past(&h->deadline)))
+            break;
+        while (n < UM_HISTORY_BATCH && h->count > 0) {
+            batch[n++] = h->ring[h->head];
+            h->ring[h->head] = NULL;
+            h->head = (h->head + 1) % h->cap;
+            h->count--;
+        }
+        pthread_mutex_unlock(&h->lock);
+        ok = history_write_batch(h, batch, n);
+        for (size_t i = 0; i < n; i++)
+            free(batch[i]);
+        pthread_mutex_lock(&h->lock);
+        if (ok) {
+            h->st.written += n;
+        } else {
+            h->st.failed += n;
+            h->st.errors++;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+static enum um_status
+history_db_error(struct um_history *h, const char *what, struct um_error *err)
+{
+    return um_error_set(err, UM_EIO, "history: %s: %s: %s", h->path, what,
+                        h->db != NULL ? sqlite3_errmsg(h->db) : "out of memory");
+}
+
+/* Opens the file, sets WAL, creates or checks the schema, prepares the statements. */
+static enum um_status
+history_db_open(struct um_history *h, struct um_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    const char *mode = "";
+    int version = -1;
+
+    if (sqlite3_open_v2(h->path, &h->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL)
+        != SQLITE_OK)
+        return history_db_error(h, "open", err);
+    /* SQLite falls back to read-only when it cannot open for writing: refuse that here, not
+     * at the first insert. */
+    if (sqlite3_db_readonly(h->db, "main") == 1)
+        return um_error_set(err, UM_EIO, "history: %s: the database is read-only", h->path);
+    (void)sqlite3_busy_timeout(h->db, UM_HISTORY_BUSY_MS);
+    if (sqlite3_prepare_v2(h->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK)
+        return history_db_error(h, "journal_mode", err);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+        mode = (const char *)sqlite3_column_text(st, 0);
+    if (strcmp(mode, "wal") != 0) {
+        (void)sqlite3_finalize(st);
+        return history_db_error(h, "cannot switch to WAL mode", err);
+    }
+    (void)sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_exec(h->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK
+        || sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return history_db_error(h, "setup", err);
+    if (sqlite3_exec(h->db, history_schema, NULL, NULL, NULL) != SQLITE_OK
+        || sqlite3_prepare_v2(h->db, "SELECT max(version) FROM schema_version", -1, &st, NULL)
+               != SQLITE_OK) {
+        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+        return history_db_error(h, "create schema", err);
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        version = sqlite3_column_int(st, 0);
+    (void)sqlite3_finalize(st);
+    if (version > UM_HISTORY_SCHEMA_VERSION) {
+        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+        return um_error_set(err, UM_EIO,
+                            "history: %s: schema version %d is newer than this program's %d",
+                            h->path, version, UM_HISTORY_SCHEMA_VERSION);
+    }
+    if (version < 0
+        && sqlite3_exec(h->db, "INSERT INTO schema_version (version) VALUES (1)", NULL, NULL, NULL)
+               != SQLITE_OK) {
+        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+        return history_db_error(h, "schema version", err);
+    }
+    if (sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return history_db_error(h, "create schema", err);
+    if (sqlite3_prepare_v2(h->db, history_ins_eval, -1, &h->ins_eval, NULL) != SQLITE_OK
+        || sqlite3_prepare_v2(h->db, history_ins_dkim, -1, &h->ins_dkim, NULL) != SQLITE_OK)
+        return history_db_error(h, "prepare", err);
+    return UM_OK;
+}
+
+static void
+history_free(struct um_history *h)
+{
+    if (h == NULL)
+        return;
+    (void)sqlite3_finalize(h->ins_eval);
+    (void)sqlite3_finalize(h->ins_dkim);
+    if (h->db != NULL)
+        (void)sqlite3_close(h->db);
+    for (size_t i = 0; h->ring != NULL && i < h->count; i++)
+        free(h->ring[(h->head + i) % h->cap]);
+    free(h->ring);
+    free(h->path);
+    pthread_cond_destroy(&h->wake);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+enum um_status
+um_history_open(const char *path, size_t queue_max, struct um_history **out, struct um_error *err)
+{
+    struct um_history *h;
+    pthread_condattr_t ca;
+    enum um_status st;
+
+    if (out == NULL)
+        return um_error_set(err, UM_EINVAL, "history: no output");
+    *out = NULL;
+    if (path == NULL || path[0] == '\0')
+        return um_error_set(err, UM_EINVAL, "history: empty database path");
+    if (queue_max == 0 || queue_max > UM_HISTORY_QUEUE_MAX)
+        return um_error_set(err, UM_EINVAL, "history: queue size %zu not in 1..%d", queue_max,
+                            UM_HISTORY_QUEUE_MAX);
+    if ((h = calloc(1, sizeof(*h))) == NULL)
+        return um_error_set(err, UM_ENOMEM, "history: out of memory");
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    h->cap = queue_max;
+    if ((h->path = strdup(path)) == NULL
+        || (h->ring = calloc(queue_max, sizeof(*h->ring))) == NULL) {
+        history_free(h);
+        return um_error_set(err, UM_ENOMEM, "history: out of memory");
+    }
+    if ((st = history_db_open(h, err)) != UM_OK) {
+        history_free(h);
+        return st;
+    }
+    if (pthread_create(&h->writer, NULL, history_writer, h) != 0) {
+        history_free(h);
+        return um_error_set(err, UM_ETEMP, "history: cannot start the writer thread");
+    }
+    *out = h;
+    return UM_OK;
+}
+
+void
+um_history_on_error(struct um_history *h, um_history_error_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&h->lock);
+    h->on_error = fn;
+    h->on_error_arg = arg;
+    pthread_mutex_unlock(&h->lock);
+}
+
+bool
+um_history_record(struct um_history *h, const struct um_history_rec *rec)
+{
+    struct um_history_rec *copy = malloc(sizeof(*copy));
+    bool ok = false;
+
+    if (copy != NULL)
+        memcpy(copy, rec, sizeof(*copy));
+    pthread_mutex_lock(&h->lock);
+    if (copy != NULL && !h->stopping && h->count < h->cap) {
+        h->ring[(h->head + h->count) % h->cap] = copy;
+        h->count++;
+        ok = true;
+        pthread_cond_signal(&h->wake);
+    } else {
+        h->st.dropped++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!ok)
+        free(copy);
+    return ok;
+}
+
+void
+um_history_stats(struct um_history *h, struct um_history_stats *out)
+{
+    pthread_mutex_lock(&h->lock);
+    *out = h->st;
+    out->queued = h->count;
+    pthread_mutex_unlock(&h->lock);
+}
+
+void
+um_history_close(struct um_history *h, unsigned drain_ms, struct um_history_stats *final)
+{
+    size_t left;
+
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->lock);
+    (void)clock_gettime(CLOCK_MONOTONIC, &h->deadline);
+    h->deadline.tv_sec += drain_ms / 1000;
+    h->deadline.tv_nsec += (long)(drain_ms % 1000) * 1000000L;
+    if (h->deadline.tv_nsec >= 1000000000L) {
+        h->deadline.tv_sec++;
+        h->deadline.tv_nsec -= 1000000000L;
+    }
+    h->stopping = true;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->writer, NULL);
+    left = h->count;
+    h->st.dropped += left;
+    if (left > 0) {
+        char msg[512];
+        (void)snprintf(msg, sizeof(msg),
+                       "history: %s: %zu records not written within %u ms of shutdown", h->path,
+                       left, drain_ms);
+        history_report(h, msg);
+    }
+    if (final != NULL) {
+        *final = h->st;
+        final->queued = 0;
+    }
+    history_free(h);
+}
