@@ -1,0 +1,1035 @@
+/*
+ * report.c - RFC 9990 aggregate reports from the history database
+ *
+ * Design note. SQLite does the aggregation: one GROUP BY over the period's evaluations,
+ * whose key includes the DKIM results folded into one string by a correlated
+ * group_concat (ordered by signature index), so a report costs one scan of the
+ * (policy_domain, ts) index and memory proportional to the number of distinct rows, not of
+ * messages. The XML is printed by hand into a growable buffer (it is write-only and its
+ * shape is fixed); every string from the database is escaped, and bytes outside printable
+ * ASCII (possible in hostile d= or HELO names) become '?', so the document is always
+ * well-formed. IPv6 source addresses are written in full eight-group form because the
+ * RFC 9990 schema's IPAddress pattern accepts no "::".
+ *
+ * Sending state lives in reports_sent (policy_domain, begin) -> state; "sent", "norua" and
+ * "skipped" are final, "pending" is retried. The Report-ID is derived from (receiver,
+ * policy domain, begin) so a retry carries the same id, which lets a receiver discard a
+ * duplicate should sendmail have queued a message but failed afterwards.
+ *
+ * The rua addresses are re-read from DNS at report time rather than stored per message:
+ * the evaluation path (lib/dmarc) exposes no rua text, the daily fetch is one query per
+ * domain, and the domain owner's current addresses are the ones that want the report.
+ *
+ * sendmail gets the message over a socketpair written with MSG_NOSIGNAL, so a child that
+ * exits early cannot kill us with SIGPIPE and no signal disposition is touched.
+ */
+#define _DEFAULT_SOURCE /* strcasecmp, strncasecmp */
+#include "report.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+#include <zlib.h>
+
+#include "history.h"
+
+struct rbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+struct rua {
+    char addr[320];
+    char domain[256];
+    uint64_t limit;
+};
+
+struct period {
+    char domain[UM_HISTORY_DOMAIN_MAX];
+    int64_t begin;
+};
+
+struct report_run {
+    const struct um_report_opts *o;
+    struct um_report_stats *st;
+    sqlite3 *db;
+    char receiver[256];
+};
+
+static const char report_schema[] = "CREATE TABLE IF NOT EXISTS reports_sent ("
+                                    " policy_domain TEXT NOT NULL,"
+                                    " begin INTEGER NOT NULL,"
+                                    " state TEXT NOT NULL,"
+                                    " attempts INTEGER NOT NULL DEFAULT 0,"
+                                    " last_error TEXT NOT NULL DEFAULT '',"
+                                    " updated INTEGER NOT NULL,"
+                                    " PRIMARY KEY (policy_domain, begin))";
+
+/* --- small helpers ------------------------------------------------------------------------ */
+
+static void
+rb_add(struct rbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap == 0 ? 4096 : b->cap;
+        char *np;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        if ((np = realloc(b->p, cap)) == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void
+rb_str(struct rbuf *b, const char *s)
+{
+    rb_add(b, s, strlen(s));
+}
+
+static void UM_PRINTF(2, 3) rb_fmt(struct rbuf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        rb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* XML text: escaped; bytes outside printable ASCII become '?'. */
+static void
+rb_xml(struct rbuf *b, const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '&':
+            rb_str(b, "&amp;");
+            break;
+        case '<':
+            rb_str(b, "&lt;");
+            break;
+        case '>':
+            rb_str(b, "&gt;");
+            break;
+        case '"':
+            rb_str(b, "&quot;");
+            break;
+        case '\'':
+            rb_str(b, "&apos;");
+            break;
+        default:
+            rb_add(b, c >= 0x20 && c < 0x7f ? (const char *)s : "?", 1);
+        }
+    }
+}
+
+static void
+rb_elem(struct rbuf *b, const char *indent, const char *name, const char *val)
+{
+    rb_fmt(b, "%s<%s>", indent, name);
+    rb_xml(b, val);
+    rb_fmt(b, "</%s>\n", name);
+}
+
+static void UM_PRINTF(2, 3) report_log(const struct report_run *r, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    if (r->o->log == NULL)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    r->o->log(r->o->log_arg, line);
+}
+
+static const char *
+col(sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    return s != NULL ? (const char *)s : "";
+}
+
+/* FNV-1a 64: a stable, alphanumeric report id for (receiver, domain, begin). */
+static void
+report_id(const struct report_run *r, const struct period *p, char out[17])
+{
+    uint64_t h = 1469598103934665603ULL;
+    char key[600];
+    int n = snprintf(key, sizeof(key), "%s!%s!%lld", r->receiver, p->domain, (long long)p->begin);
+
+    for (int i = 0; i < n && i < (int)sizeof(key); i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ULL;
+    }
+    (void)snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* RFC 9990 schema: IPv4 dotted, IPv6 as eight groups (no "::"). */
+static void
+report_ip(const char *in, char *out, size_t len)
+{
+    unsigned char a[16];
+
+    if (inet_pton(AF_INET6, in, a) == 1) {
+        (void)snprintf(out, len, "%x:%x:%x:%x:%x:%x:%x:%x", a[0] << 8 | a[1], a[2] << 8 | a[3],
+                       a[4] << 8 | a[5], a[6] << 8 | a[7], a[8] << 8 | a[9], a[10] << 8 | a[11],
+                       a[12] << 8 | a[13], a[14] << 8 | a[15]);
+        return;
+    }
+    (void)snprintf(out, len, "%s", in);
+}
+
+static const char *
+report_spf_word(const char *w)
+{
+    static const char *const ok[] = {"none",     "neutral",   "pass",     "fail",
+                                     "softfail", "temperror", "permerror"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcmp(w, ok[i]) == 0)
+            return ok[i];
+    return "permerror";
+}
+
+static const char *
+report_dkim_word(const char *w)
+{
+    static const char *const ok[] = {"none",    "pass",      "fail",     "policy",
+                                     "neutral", "temperror", "permerror"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcmp(w, ok[i]) == 0)
+            return ok[i];
+    return strcmp(w, "softfail") == 0 ? "fail" : "permerror";
+}
+
+static int
+report_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* --- rua ------------------------------------------------------------------------------------ */
+
+enum um_status
+um_report_rua_parse(struct um_str uri, char *addr, size_t addrlen, uint64_t *limit,
+                    struct um_error *err)
+{
+    size_t i = 0, n = 0, end = uri.len;
+    const char *bang;
+
+    *limit = 0;
+    while (uri.len > 0 && (uri.p[0] == ' ' || uri.p[0] == '\t')) {
+        uri.p++;
+        uri.len--;
+    }
+    while (uri.len > 0 && (uri.p[uri.len - 1] == ' ' || uri.p[uri.len - 1] == '\t'))
+        uri.len--;
+    end = uri.len;
+    if (uri.len < 7 || strncasecmp(uri.p, "mailto:", 7) != 0)
+        return um_error_set(err, UM_ENOENT, "rua: not a mailto: URI");
+    bang = memchr(uri.p, '!', uri.len);
+    if (bang != NULL) {
+        size_t j = (size_t)(bang - uri.p) + 1;
+        uint64_t v = 0;
+        end = (size_t)(bang - uri.p);
+        if (j >= uri.len)
+            return um_error_set(err, UM_EINVAL, "rua: empty size limit");
+        for (; j < uri.len && uri.p[j] >= '0' && uri.p[j] <= '9'; j++) {
+            if (v > UINT64_MAX / 16)
+                return um_error_set(err, UM_EINVAL, "rua: size limit too large");
+            v = v * 10 + (uint64_t)(uri.p[j] - '0');
+        }
+        if (j < uri.len) {
+            static const char units[] = "kmgt";
+            const char *u = strchr(units, uri.p[j] | 0x20);
+            if (u == NULL || uri.p[j] == '\0' || j + 1 != uri.len)
+                return um_error_set(err, UM_EINVAL, "rua: bad size limit");
+            for (long k = 0; k <= u - units; k++)
+                v *= 1024;
+        }
+        *limit = v;
+    }
+    /* RFC 3986 percent-decoding of the address (e.g. %21 for '!'). */
+    for (i = 7; i < end; i++) {
+        char c = uri.p[i];
+        if (c == '%') {
+            int hi = i + 2 < end ? report_hex(uri.p[i + 1]) : -1;
+            int lo = i + 2 < end ? report_hex(uri.p[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return um_error_set(err, UM_EINVAL, "rua: bad percent escape");
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if ((unsigned char)c <= 0x20 || (unsigned char)c >= 0x7f || c == ',' || c == '<' || c == '>'
+            || c == '?')
+            return um_error_set(err, UM_EINVAL, "rua: bad byte in the address");
+        if (n + 1 >= addrlen)
+            return um_error_set(err, UM_EINVAL, "rua: address too long");
+        addr[n++] = c;
+    }
+    addr[n] = '\0';
+    {
+        const char *at = strrchr(addr, '@');
+        if (at == NULL || at == addr || at[1] == '\0' || strchr(addr, '@') != at)
+            return um_error_set(err, UM_EINVAL, "rua: not one address");
+    }
+    return UM_OK;
+}
+
+/* Fills rua[] from TXT _dmarc.<domain>. Returns 1 with *n set, 0 no rua (or no record),
+ * -1 temporary failure (why in reason). */
+static int
+report_fetch_rua(struct report_run *r, const char *domain, struct rua *rua, size_t *n, char *reason,
+                 size_t rlen)
+{
+    struct um_dns_txt txt;
+    struct um_error err = {0};
+    char name[300];
+    const struct um_str *rec = NULL;
+    int ret = 0;
+
+    *n = 0;
+    (void)snprintf(name, sizeof(name), "_dmarc.%s", domain);
+    if (r->o->txt(r->o->dns_arg, name, &txt, &err) != UM_OK) {
+        (void)snprintf(reason, rlen, "%s", err.msg);
+        r->o->txt_fini(r->o->dns_arg, &txt);
+        return -1;
+    }
+    if (txt.result == UM_DNS_TEMPFAIL) {
+        (void)snprintf(reason, rlen, "%s: %s", name, txt.reason);
+        r->o->txt_fini(r->o->dns_arg, &txt);
+        return -1;
+    }
+    for (size_t i = 0; txt.result == UM_DNS_OK && i < txt.n; i++) {
+        struct um_dmarc_record pr;
+        if (um_dmarc_record_parse(txt.rec[i], &pr, NULL) != UM_OK)
+            continue;
+        if (rec != NULL) { /* RFC 9989 4.10: several records count as none */
+            rec = NULL;
+            break;
+        }
+        rec = &txt.rec[i];
+    }
+    (void)snprintf(reason, rlen, "no DMARC record at %s", name);
+    /* The tag list: tag=value pairs separated by ';'. */
+    for (size_t i = 0; rec != NULL && i < rec->len;) {
+        size_t j = i, eq;
+        while (j < rec->len && rec->p[j] != ';')
+            j++;
+        eq = i;
+        while (eq < j && rec->p[eq] != '=')
+            eq++;
+        {
+            size_t ts = i, te = eq;
+            while (ts < te && (rec->p[ts] == ' ' || rec->p[ts] == '\t'))
+                ts++;
+            while (te > ts && (rec->p[te - 1] == ' ' || rec->p[te - 1] == '\t'))
+                te--;
+            if (eq < j && te - ts == 3 && strncasecmp(rec->p + ts, "rua", 3) == 0) {
+                size_t u = eq + 1;
+                (void)snprintf(reason, rlen, "no usable mailto: in rua= of %s", name);
+                while (u < j && *n < UM_REPORT_MAX_RUA) {
+                    size_t ue = u;
+                    uint64_t lim;
+                    while (ue < j && rec->p[ue] != ',')
+                        ue++;
+                    if (um_report_rua_parse((struct um_str){rec->p + u, ue - u}, rua[*n].addr,
+                                            sizeof(rua[*n].addr), &lim, NULL)
+                        == UM_OK) {
+                        rua[*n].limit = lim;
+                        (void)snprintf(rua[*n].domain, sizeof(rua[*n].domain), "%s",
+                                       strrchr(rua[*n].addr, '@') + 1);
+                        for (char *c = rua[*n].domain; *c != '\0'; c++)
+                            if (*c >= 'A' && *c <= 'Z')
+                                *c = (char)(*c + 32);
+                        (*n)++;
+                        ret = 1;
+                    }
+                    u = ue + 1;
+                }
+            }
+        }
+        i = j + 1;
+    }
+    r->o->txt_fini(r->o->dns_arg, &txt);
+    return ret;
+}
+
+/* Same tree: equal, or one is a subdomain of the other. XXX: an approximation of "same
+ * organizational domain" that needs no PSL; it errs towards asking DNS for authorization. */
+static bool
+report_same_tree(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+
+    if (la == lb)
+        return strcasecmp(a, b) == 0;
+    if (la < lb) {
+        const char *t = a;
+        size_t tl = la;
+        a = b;
+        la = lb;
+        b = t;
+        lb = tl;
+    }
+    return a[la - lb - 1] == '.' && strcasecmp(a + la - lb, b) == 0;
+}
+
+/* RFC 7489 7.1 / RFC 9990: 1 authorized, 0 not, -1 temporary failure. */
+static int
+report_external_ok(struct report_run *r, const char *policy_domain, const char *rua_domain)
+{
+    struct um_dns_txt txt;
+    struct um_error err = {0};
+    char name[600];
+    int ok = 0;
+
+    if (report_same_tree(policy_domain, rua_domain))
+        return 1;
+    if ((size_t)snprintf(name, sizeof(name), "%s._report._dmarc.%s", policy_domain, rua_domain)
+        > UM_DNS_NAME_MAX)
+        return 0;
+    if (r->o->txt(r->o->dns_arg, name, &txt, &err) != UM_OK) {
+        r->o->txt_fini(r->o->dns_arg, &txt);
+        return -1;
+    }
+    if (txt.result == UM_DNS_TEMPFAIL)
+        ok = -1;
+    for (size_t i = 0; txt.result == UM_DNS_OK && i < txt.n; i++) {
+        struct um_str v = txt.rec[i];
+        while (v.len > 0 && (v.p[0] == ' ' || v.p[0] == '\t')) {
+            v.p++;
+            v.len--;
+        }
+        if (v.len >= 8 && strncasecmp(v.p, "v=DMARC1", 8) == 0
+            && (v.len == 8 || v.p[8] == ';' || v.p[8] == ' ' || v.p[8] == '\t'))
+            ok = 1;
+    }
+    r->o->txt_fini(r->o->dns_arg, &txt);
+    return ok;
+}
+
+/* --- the XML -------------------------------------------------------------------------------- */
+
+static enum um_status
+report_sql_error(struct report_run *r, const char *what, struct um_error *err)
+{
+    return um_error_set(err, UM_EIO, "report: %s: %s: %s", r->o->db_path, what,
+                        sqlite3_errmsg(r->db));
+}
+
+static const char report_rows_sql[] =
+    "SELECT e.source_ip, e.header_from, e.envelope_from, e.disposition, e.dkim_aligned,"
+    " e.spf_aligned, e.override, e.override_comment, e.spf_domain, e.spf_scope, e.spf_result,"
+    " (SELECT group_concat(d.domain || char(31) || d.selector || char(31) || d.result,"
+    "   char(30)) FROM (SELECT * FROM evaluation_dkim WHERE eval_id = e.id ORDER BY idx) d),"
+    " count(*)"
+    " FROM evaluations e WHERE e.policy_domain = ?1 AND e.ts >= ?2 AND e.ts < ?3 AND e.rua"
+    " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ORDER BY 13 DESC, 1, 2, 3, 12";
+
+static const char report_policy_sql[] =
+    "SELECT p, sp, np, adkim, aspf, t, psd, method FROM evaluations"
+    " WHERE policy_domain = ?1 AND ts >= ?2 AND ts < ?3 AND rua ORDER BY ts DESC, id DESC"
+    " LIMIT 1";
+
+static void
+report_dkim_xml(struct rbuf *b, const char *list)
+{
+    /* d \x1f s \x1f result, records joined by \x1e. */
+    while (list != NULL && *list != '\0') {
+        const char *end = strchr(list, '\x1e');
+        size_t len = end != NULL ? (size_t)(end - list) : strlen(list);
+        char one[600], *s, *res;
+
+        (void)snprintf(one, sizeof(one), "%.*s", (int)len, list);
+        s = strchr(one, '\x1f');
+        res = s != NULL ? strchr(s + 1, '\x1f') : NULL;
+        if (res != NULL) {
+            *s++ = '\0';
+            *res++ = '\0';
+            rb_str(b, "      <dkim>\n");
+            rb_elem(b, "        ", "domain", one);
+            rb_elem(b, "        ", "selector", s);
+            rb_elem(b, "        ", "result", report_dkim_word(res));
+            rb_str(b, "      </dkim>\n");
+        }
+        list = end != NULL ? end + 1 : NULL;
+    }
+}
+
+static enum um_status
+report_xml(struct report_run *r, const struct period *p, const char *rid, struct rbuf *b,
+           unsigned *nrec, struct um_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum um_status ret = UM_OK;
+
+    *nrec = 0;
+    rb_str(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    rb_str(b, "<feedback xmlns=\"" UM_REPORT_NS "\">\n  <report_metadata>\n");
+    rb_elem(b, "    ", "org_name", r->o->org_name);
+    rb_elem(b, "    ", "email", r->o->email);
+    rb_elem(b, "    ", "report_id", rid);
+    rb_fmt(b,
+           "    <date_range>\n      <begin>%lld</begin>\n      <end>%lld</end>\n    "
+           "</date_range>\n  </report_metadata>\n",
+           (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
+
+    if (sqlite3_prepare_v2(r->db, report_policy_sql, -1, &st, NULL) != SQLITE_OK)
+        return report_sql_error(r, "select policy", err);
+    sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, p->begin);
+    sqlite3_bind_int64(st, 3, p->begin + UM_REPORT_DAY);
+    rb_str(b, "  <policy_published>\n");
+    rb_elem(b, "    ", "domain", p->domain);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        static const char *const tags[] = {"p", "sp", "np", "adkim", "aspf", "t", "psd"};
+        for (int i = 0; i < 7; i++) {
+            if (sqlite3_column_type(st, i) != SQLITE_NULL)
+                rb_elem(b, "    ", tags[i], col(st, i));
+        }
+        rb_elem(b, "    ", "discovery_method", strcmp(col(st, 7), "psl") == 0 ? "psl" : "treewalk");
+    }
+    sqlite3_finalize(st);
+    rb_str(b, "  </policy_published>\n");
+
+    if (sqlite3_prepare_v2(r->db, report_rows_sql, -1, &st, NULL) != SQLITE_OK)
+        return report_sql_error(r, "select rows", err);
+    sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, p->begin);
+    sqlite3_bind_int64(st, 3, p->begin + UM_REPORT_DAY);
+    for (;;) {
+        int rc = sqlite3_step(st);
+        char ip[64];
+        const char *ov;
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            ret = report_sql_error(r, "select rows", err);
+            break;
+        }
+        (*nrec)++;
+        report_ip(col(st, 0), ip, sizeof(ip));
+        rb_str(b, "  <record>\n    <row>\n");
+        rb_elem(b, "      ", "source_ip", ip);
+        rb_fmt(b, "      <count>%lld</count>\n", (long long)sqlite3_column_int64(st, 12));
+        rb_str(b, "      <policy_evaluated>\n");
+        rb_elem(b, "        ", "disposition", col(st, 3));
+        rb_elem(b, "        ", "dkim", sqlite3_column_int(st, 4) ? "pass" : "fail");
+        rb_elem(b, "        ", "spf", sqlite3_column_int(st, 5) ? "pass" : "fail");
+        ov = col(st, 6);
+        if (strcmp(ov, "none") != 0 && ov[0] != '\0') {
+            /* RFC 9990 dropped sampled_out (pct=): reported as other. */
+            bool sampled = strcmp(ov, "sampled_out") == 0;
+            rb_str(b, "        <reason>\n");
+            rb_elem(b, "          ", "type", sampled ? "other" : ov);
+            if (col(st, 7)[0] != '\0' || sampled)
+                rb_elem(b, "          ", "comment",
+                        col(st, 7)[0] != '\0' ? col(st, 7) : "sampled_out");
+            rb_str(b, "        </reason>\n");
+        }
+        rb_str(b, "      </policy_evaluated>\n    </row>\n    <identifiers>\n");
+        rb_elem(b, "      ", "envelope_from", col(st, 2));
+        rb_elem(b, "      ", "header_from", col(st, 1));
+        rb_str(b, "    </identifiers>\n    <auth_results>\n");
+        report_dkim_xml(b, col(st, 11));
+        rb_str(b, "      <spf>\n");
+        rb_elem(b, "        ", "domain", col(st, 8));
+        rb_elem(b, "        ", "scope", strcmp(col(st, 9), "helo") == 0 ? "helo" : "mfrom");
+        rb_elem(b, "        ", "result", report_spf_word(col(st, 10)));
+        rb_str(b, "      </spf>\n    </auth_results>\n  </record>\n");
+    }
+    sqlite3_finalize(st);
+    rb_str(b, "</feedback>\n");
+    if (ret == UM_OK && b->oom)
+        ret = um_error_set(err, UM_ENOMEM, "report: out of memory");
+    return ret;
+}
+
+/* gzip (RFC 1952) of in into out. */
+static enum um_status
+report_gzip(const struct rbuf *in, struct rbuf *out, struct um_error *err)
+{
+    z_stream z;
+    unsigned char chunk[16384];
+    int rc;
+
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return um_error_set(err, UM_ENOMEM, "report: deflateInit2 failed");
+    z.next_in = (unsigned char *)(uintptr_t)in->p;
+    z.avail_in = (uInt)in->len;
+    do {
+        z.next_out = chunk;
+        z.avail_out = sizeof(chunk);
+        rc = deflate(&z, Z_FINISH);
+        rb_add(out, (const char *)chunk, sizeof(chunk) - z.avail_out);
+    } while (rc == Z_OK);
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END || out->oom)
+        return um_error_set(err, UM_ENOMEM, "report: gzip failed");
+    return UM_OK;
+}
+
+/* --- mail ----------------------------------------------------------------------------------- */
+
+static void
+report_b64(struct rbuf *b, const struct rbuf *in)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t col76 = 0;
+
+    for (size_t i = 0; i < in->len; i += 3) {
+        unsigned v = (unsigned char)in->p[i] << 16;
+        char q[4];
+        if (i + 1 < in->len)
+            v |= (unsigned char)in->p[i + 1] << 8;
+        if (i + 2 < in->len)
+            v |= (unsigned char)in->p[i + 2];
+        q[0] = tab[v >> 18 & 63];
+        q[1] = tab[v >> 12 & 63];
+        q[2] = i + 1 < in->len ? tab[v >> 6 & 63] : '=';
+        q[3] = i + 2 < in->len ? tab[v & 63] : '=';
+        rb_add(b, q, 4);
+        col76 += 4;
+        if (col76 >= 76) {
+            rb_str(b, "\r\n");
+            col76 = 0;
+        }
+    }
+    if (col76 > 0)
+        rb_str(b, "\r\n");
+}
+
+static void
+report_mime(struct report_run *r, const struct period *p, const char *rid, const char *fname,
+            const struct rua *rua, const bool *use, size_t nrua, const struct rbuf *gz,
+            struct rbuf *m)
+{
+    char date[64];
+    struct tm tm;
+    time_t now = (time_t)r->o->now;
+    bool first = true;
+
+    (void)gmtime_r(&now, &tm);
+    (void)strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    rb_fmt(m, "From: %s\r\nTo: ", r->o->email);
+    for (size_t i = 0; i < nrua; i++) {
+        if (!use[i])
+            continue;
+        rb_fmt(m, "%s%s", first ? "" : ",\r\n ", rua[i].addr);
+        first = false;
+    }
+    rb_fmt(m, "\r\nDate: %s\r\n", date);
+    rb_fmt(m, "Subject: Report Domain: %s Submitter: %s Report-ID: <%s@%s>\r\n", p->domain,
+           r->receiver, rid, r->receiver);
+    rb_fmt(m, "Message-ID: <%s.%lld@%s>\r\n", rid, (long long)r->o->now, r->receiver);
+    rb_str(m, "MIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n");
+    rb_fmt(m, "Content-Type: multipart/mixed; boundary=\"=_um_%s\"\r\n\r\n", rid);
+    rb_fmt(m, "--=_um_%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", rid);
+    rb_fmt(m, "This is a DMARC aggregate report (RFC 9990) for %s,\r\n", p->domain);
+    rb_fmt(m, "from %s, covering %lld to %lld (UTC seconds).\r\n\r\n", r->receiver,
+           (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
+    rb_fmt(m, "--=_um_%s\r\nContent-Type: application/gzip; name=\"%s\"\r\n", rid, fname);
+    rb_fmt(m,
+           "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; "
+           "filename=\"%s\"\r\n\r\n",
+           fname);
+    report_b64(m, gz);
+    rb_fmt(m, "\r\n--=_um_%s--\r\n", rid);
+}
+
+/* Runs sendmail with the message on stdin; returns its exit status (or -1, why in err). */
+static int
+report_sendmail(struct report_run *r, const struct rua *rua, const bool *use, size_t nrua,
+                const struct rbuf *m, char *why, size_t whylen)
+{
+    const char *prog = r->o->sendmail != NULL ? r->o->sendmail : UM_REPORT_SENDMAIL_DEFAULT;
+    char *argv[6 + UM_REPORT_MAX_RUA];
+    int sv[2], status = 0;
+    size_t argc = 0, off = 0;
+    char eb[128];
+    pid_t pid;
+
+    argv[argc++] = (char *)(uintptr_t) "sendmail";
+    argv[argc++] = (char *)(uintptr_t) "-i";
+    argv[argc++] = (char *)(uintptr_t) "-f";
+    argv[argc++] = (char *)(uintptr_t)r->o->email;
+    argv[argc++] = (char *)(uintptr_t) "--";
+    for (size_t i = 0; i < nrua; i++)
+        if (use[i])
+            argv[argc++] = (char *)(uintptr_t)rua[i].addr;
+    argv[argc] = NULL;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        (void)snprintf(why, whylen, "socketpair: %s", um_strerror(errno, eb, sizeof(eb)));
+        return -1;
+    }
+    pid = fork();
+    if (pid < 0) {
+        (void)snprintf(why, whylen, "fork: %s", um_strerror(errno, eb, sizeof(eb)));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        if (dup2(sv[1], STDIN_FILENO) < 0)
+            _exit(71);
+        (void)shutdown(STDIN_FILENO, SHUT_WR);
+        execv(prog, argv);
+        _exit(69);
+    }
+    close(sv[1]);
+    while (off < m->len) {
+        ssize_t n = send(sv[0], m->p + off, m->len - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* the child went away: its exit status says why */
+        off += (size_t)n;
+    }
+    close(sv[0]);
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            (void)snprintf(why, whylen, "waitpid: %s", um_strerror(errno, eb, sizeof(eb)));
+            return -1;
+        }
+    }
+    if (WIFEXITED(status)) {
+        if (WEXITSTATUS(status) != 0)
+            (void)snprintf(why, whylen, "%s exited with status %d%s", prog, WEXITSTATUS(status),
+                           WEXITSTATUS(status) == 69 ? " (or could not be run)" : "");
+        return WEXITSTATUS(status);
+    }
+    (void)snprintf(why, whylen, "%s killed by signal %d", prog,
+                   WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return -1;
+}
+
+/* --- state ---------------------------------------------------------------------------------- */
+
+static void
+report_state(struct report_run *r, const struct period *p, const char *state, const char *why)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(r->db,
+                           "INSERT INTO reports_sent (policy_domain, begin, state, attempts,"
+                           " last_error, updated) VALUES (?1, ?2, ?3, 1, ?4, ?5)"
+                           " ON CONFLICT (policy_domain, begin) DO UPDATE SET state = ?3,"
+                           " attempts = attempts + 1, last_error = ?4, updated = ?5",
+                           -1, &st, NULL)
+        != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, p->begin);
+    sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, why, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, r->o->now);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        report_log(r, "event=report domain=%s begin=%lld action=error error=\"%s\"", p->domain,
+                   (long long)p->begin, sqlite3_errmsg(r->db));
+    sqlite3_finalize(st);
+}
+
+static void
+report_pending(struct report_run *r, const struct period *p, const char *why)
+{
+    r->st->pending++;
+    if (r->o->dry_run_dir == NULL)
+        report_state(r, p, "pending", why);
+    report_log(r, "event=report domain=%s begin=%lld action=pending reason=\"%s\"", p->domain,
+               (long long)p->begin, why);
+}
+
+static void
+report_skip(struct report_run *r, const struct period *p, const char *state, const char *why)
+{
+    r->st->skipped++;
+    if (r->o->dry_run_dir == NULL)
+        report_state(r, p, state, why);
+    report_log(r, "event=report domain=%s begin=%lld action=skip reason=\"%s\"", p->domain,
+               (long long)p->begin, why);
+}
+
+static enum um_status
+report_write_file(struct report_run *r, const char *fname, const struct rbuf *gz,
+                  struct um_error *err)
+{
+    char path[4096], eb[128];
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "%s/%s", r->o->dry_run_dir, fname);
+    if ((f = fopen(path, "wbx")) == NULL && errno == EEXIST)
+        f = fopen(path, "wb");
+    if (f == NULL || fwrite(gz->p, 1, gz->len, f) != gz->len || fclose(f) != 0) {
+        int e = errno;
+        if (f != NULL)
+            (void)fclose(f);
+        return um_error_set(err, UM_EIO, "report: %s: %s", path, um_strerror(e, eb, sizeof(eb)));
+    }
+    return UM_OK;
+}
+
+/* One period: build, then write or send. */
+static enum um_status
+report_period(struct report_run *r, const struct period *p, struct um_error *err)
+{
+    struct rua rua[UM_REPORT_MAX_RUA];
+    bool use[UM_REPORT_MAX_RUA];
+    struct rbuf xml = {0}, gz = {0}, mail = {0};
+    char rid[17], fname[700], why[512] = "";
+    size_t nrua = 0, nuse = 0;
+    unsigned nrec = 0;
+    bool temp = false;
+    enum um_status ret = UM_OK;
+    int got;
+
+    r->st->periods++;
+    got = report_fetch_rua(r, p->domain, rua, &nrua, why, sizeof(why));
+    if (got < 0) {
+        report_pending(r, p, why);
+        return UM_OK;
+    }
+    if (got == 0) {
+        report_skip(r, p, "norua", why);
+        return UM_OK;
+    }
+    report_id(r, p, rid);
+    (void)snprintf(fname, sizeof(fname), "%s!%s!%lld!%lld!%s.xml.gz", r->receiver, p->domain,
+                   (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1), rid);
+    if ((ret = report_xml(r, p, rid, &xml, &nrec, err)) != UM_OK
+        || (ret = report_gzip(&xml, &gz, err)) != UM_OK)
+        goto out;
+    if (r->o->dry_run_dir != NULL) {
+        if ((ret = report_write_file(r, fname, &gz, err)) == UM_OK) {
+            r->st->written++;
+            report_log(r,
+                       "event=report domain=%s begin=%lld action=written file=\"%s\" "
+                       "records=%u bytes=%zu",
+                       p->domain, (long long)p->begin, fname, nrec, gz.len);
+        }
+        goto out;
+    }
+    /* The size limits apply to the whole message; build it for everyone first. */
+    for (size_t i = 0; i < nrua; i++)
+        use[i] = true;
+    report_mime(r, p, rid, fname, rua, use, nrua, &gz, &mail);
+    if (mail.oom) {
+        ret = um_error_set(err, UM_ENOMEM, "report: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nrua; i++) {
+        int ext;
+        if (rua[i].limit > 0 && mail.len > rua[i].limit) {
+            use[i] = false;
+            report_log(r,
+                       "event=report domain=%s begin=%lld rcpt=%s action=skip-rcpt "
+                       "reason=\"report of %zu bytes exceeds the limit of %llu\"",
+                       p->domain, (long long)p->begin, rua[i].addr, mail.len,
+                       (unsigned long long)rua[i].limit);
+            continue;
+        }
+        ext = report_external_ok(r, p->domain, rua[i].domain);
+        if (ext == 0) {
+            use[i] = false;
+            report_log(r,
+                       "event=report domain=%s begin=%lld rcpt=%s action=skip-rcpt "
+                       "reason=\"%s._report._dmarc.%s does not authorize it\"",
+                       p->domain, (long long)p->begin, rua[i].addr, p->domain, rua[i].domain);
+        } else if (ext < 0) {
+            use[i] = false;
+            temp = true;
+            report_log(r,
+                       "event=report domain=%s begin=%lld rcpt=%s action=skip-rcpt "
+                       "reason=\"temporary DNS failure checking the external destination\"",
+                       p->domain, (long long)p->begin, rua[i].addr);
+        } else {
+            nuse++;
+        }
+    }
+    if (nuse == 0) {
+        if (temp)
+            report_pending(r, p, "external destination check failed temporarily");
+        else
+            report_skip(r, p, "skipped", "no address may receive this report");
+        goto out;
+    }
+    /* The To: header lists only the addresses that get it. */
+    mail.len = 0;
+    report_mime(r, p, rid, fname, rua, use, nrua, &gz, &mail);
+    if (mail.oom) {
+        ret = um_error_set(err, UM_ENOMEM, "report: out of memory");
+        goto out;
+    }
+    if (report_sendmail(r, rua, use, nrua, &mail, why, sizeof(why)) != 0) {
+        report_pending(r, p, why);
+        goto out;
+    }
+    if (temp) {
+        /* XXX: the addresses that got it would get it again on retry; we prefer that to
+         * losing the others, and the Report-ID lets receivers drop the duplicate. */
+        report_pending(r, p, "some addresses not checked (temporary DNS failure)");
+    } else {
+        report_state(r, p, "sent", "");
+    }
+    r->st->sent++;
+    report_log(r, "event=report domain=%s begin=%lld action=sent rcpts=%zu records=%u bytes=%zu",
+               p->domain, (long long)p->begin, nuse, nrec, mail.len);
+out:
+    free(xml.p);
+    free(gz.p);
+    free(mail.p);
+    return ret;
+}
+
+static const char report_periods_sql[] =
+    "SELECT DISTINCT e.policy_domain, (e.ts / 86400) * 86400 AS day FROM evaluations e"
+    " WHERE e.rua AND e.policy_domain != '' AND e.ts < ?1 AND (?2 < 0 OR (e.ts >= ?2 AND"
+    " e.ts < ?2 + 86400)) AND NOT EXISTS (SELECT 1 FROM reports_sent s WHERE"
+    " s.policy_domain = e.policy_domain AND s.begin = (e.ts / 86400) * 86400 AND"
+    " s.state != 'pending') ORDER BY 2, 1";
+
+static enum um_status
+report_expire(struct report_run *r, struct um_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t cutoff;
+
+    if (r->o->retention_days == 0)
+        return UM_OK;
+    cutoff = r->o->now - (int64_t)r->o->retention_days * UM_REPORT_DAY;
+    if (sqlite3_exec(r->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return report_sql_error(r, "expire", err);
+    if (sqlite3_prepare_v2(r->db,
+                           "DELETE FROM evaluation_dkim WHERE eval_id IN"
+                           " (SELECT id FROM evaluations WHERE ts < ?1)",
+                           -1, &st, NULL)
+            != SQLITE_OK
+        || sqlite3_bind_int64(st, 1, cutoff) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(r->db, "DELETE FROM evaluations WHERE ts < ?1", -1, &st, NULL)
+            != SQLITE_OK
+        || sqlite3_bind_int64(st, 1, cutoff) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    r->st->expired = (uint64_t)sqlite3_changes(r->db);
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(r->db, "DELETE FROM reports_sent WHERE begin < ?1", -1, &st, NULL)
+            != SQLITE_OK
+        || sqlite3_bind_int64(st, 1, cutoff) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    if (sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return report_sql_error(r, "expire", err);
+    if (r->st->expired > 0)
+        report_log(r, "event=report-expire rows=%llu before=%lld",
+                   (unsigned long long)r->st->expired, (long long)cutoff);
+    return UM_OK;
+fail : {
+    enum um_status s = report_sql_error(r, "expire", err);
+    sqlite3_finalize(st);
+    (void)sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
+    return s;
+}
+}
+
+enum um_status
+um_report_run(const struct um_report_opts *o, struct um_report_stats *stats, struct um_error *err)
+{
+    struct report_run r = {.o = o, .st = stats};
+    struct um_history *h = NULL;
+    struct period *pv = NULL;
+    size_t np = 0, cap = 0;
+    sqlite3_stmt *st = NULL;
+    enum um_status ret = UM_OK;
+    int64_t today;
+
+    memset(stats, 0, sizeof(*stats));
+    if (o->db_path == NULL || o->org_name == NULL || o->email == NULL || o->txt == NULL
+        || o->txt_fini == NULL || strchr(o->email, '@') == NULL)
+        return um_error_set(err, UM_EINVAL,
+                            "report: database path, org name, email (with @) and DNS needed");
+    (void)snprintf(r.receiver, sizeof(r.receiver), "%s",
+                   o->receiver != NULL ? o->receiver : strrchr(o->email, '@') + 1);
+    today = o->now - o->now % UM_REPORT_DAY;
+    if (o->day >= 0 && (o->day % UM_REPORT_DAY != 0 || o->day >= today))
+        return um_error_set(err, UM_EINVAL,
+                            "report: the day must be a complete UTC day before "
+                            "today");
+    /* The history module owns its schema: opening creates or checks it. */
+    if ((ret = um_history_open(o->db_path, 1, &h, err)) != UM_OK)
+        return ret;
+    um_history_close(h, 0, NULL);
+    if (sqlite3_open_v2(o->db_path, &r.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL)
+        != SQLITE_OK) {
+        ret = report_sql_error(&r, "open", err);
+        goto out;
+    }
+    (void)sqlite3_busy_timeout(r.db, 10000);
+    if (sqlite3_exec(r.db, report_schema, NULL, NULL, NULL) != SQLITE_OK) {
+        ret = report_sql_error(&r, "create reports_sent", err);
+        goto out;
+    }
+    if (sqlite3_prepare_v2(r.db, report_periods_sql, -1, &st, NULL) != SQLITE_OK) {
+        ret = report_sql_error(&r, "select periods", err);
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, today);
+    sqlite3_bind_int64(st, 2, o->day);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (np == cap) {
+            struct period *npv = reallocarray(pv, cap == 0 ? 16 : cap * 2, sizeof(*pv));
+            if (npv == NULL) {
+                ret = um_error_set(err, UM_ENOMEM, "report: out of memory");
+                goto out;
+            }
+            pv = npv;
+            cap = cap == 0 ? 16 : cap * 2;
+        }
+        (void)snprintf(pv[np].domain, sizeof(pv[np].domain), "%s", col(st, 0));
+        pv[np].begin = sqlite3_column_int64(st, 1);
+        np++;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (size_t i = 0; i < np && ret == UM_OK; i++)
+        ret = report_period(&r, &pv[i], err);
+    if (ret == UM_OK && o->dry_run_dir == NULL)
+        ret = report_expire(&r, err);
+out:
+    sqlite3_finalize(st);
+    free(pv);
+    if (r.db != NULL)
+        sqlite3_close(r.db);
+    return ret;
+}
