@@ -35,6 +35,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli_report.h"
 #include "daemon.h"
 #include "dkim_sign.h"
 #include "dns.h"
@@ -540,6 +541,7 @@ um_cli_run(int argc, char **argv)
         {"reset", cli_reset},
         {"keygen", cli_keygen},
         {"check-keys", cli_check_keys},
+        {"report", um_cli_report},
     };
 
     if (argc < 2)

@@ -1,0 +1,194 @@
+/*
+ * cli_report.c - `unimilter report`: send (or, with --dry-run, write) DMARC aggregate reports
+ *
+ * Design note. A thin shell around um_report_run() (lib/report.h). Settings come from the
+ * command line with the defaults proposed in reports/CONFIG.snippet.md, because the schema
+ * does not know them yet; the configuration file (-c FILE, or the default one when it exists)
+ * gives the DNS servers and timeout. The report run's decisions are printed one per line on
+ * stdout; errors go to stderr as "unimilter: report: <why>" with exit 1, usage errors 64.
+ * Meant to run once a day from a timer, after midnight UTC: it reports every complete day
+ * not yet reported and retries what is pending.
+ */
+#define _XOPEN_SOURCE 700 /* strptime */
+#include "cli_report.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dns.h"
+#include "report.h"
+
+#define CLI_REPORT_CONFIG "/etc/unimilter/unimilter.conf"
+#define CLI_REPORT_DB     "/var/lib/unimilter/history.db"
+#define CLI_REPORT_KEEP   180
+
+static int
+report_usage(void)
+{
+    fprintf(stderr,
+            "usage: unimilter report [-c FILE] [--dry-run DIR] [--day YYYY-MM-DD] [--db PATH]\n"
+            "           --org NAME --email ADDR [--receiver DOMAIN] [--sendmail PATH]\n"
+            "           [--retention DAYS]\n");
+    return EX_USAGE;
+}
+
+static enum um_status
+report_txt(void *arg, const char *name, struct um_dns_txt *res, struct um_error *err)
+{
+    return um_dns_txt(arg, name, res, err);
+}
+
+static void
+report_txt_fini(void *arg, struct um_dns_txt *res)
+{
+    (void)arg;
+    um_dns_txt_fini(res);
+}
+
+static void
+report_print(void *arg, const char *line)
+{
+    (void)arg;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+/* "YYYY-MM-DD" -> start of that UTC day, or -1. */
+static int64_t
+report_parse_day(const char *s)
+{
+    struct tm tm;
+    const char *end;
+    int64_t y, m, d, days;
+
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%d", &tm);
+    if (end == NULL || *end != '\0')
+        return -1;
+    /* Days from civil (proleptic Gregorian), without timegm(). */
+    y = tm.tm_year + 1900;
+    m = tm.tm_mon + 1;
+    d = tm.tm_mday;
+    y -= m <= 2;
+    {
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        int64_t yoe = y - era * 400;
+        int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        days = era * 146097 + doe - 719468;
+    }
+    return days * 86400;
+}
+
+int
+um_cli_report(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"dry-run", required_argument, NULL, 'n'},
+        {"day", required_argument, NULL, 'D'},
+        {"db", required_argument, NULL, 'b'},
+        {"org", required_argument, NULL, 'o'},
+        {"email", required_argument, NULL, 'e'},
+        {"receiver", required_argument, NULL, 'r'},
+        {"sendmail", required_argument, NULL, 's'},
+        {"retention", required_argument, NULL, 'k'},
+        {"now", required_argument, NULL, 'N'}, /* tests: pretend the time is this */
+        {NULL, 0, NULL, 0},
+    };
+    struct um_report_opts o = {.db_path = CLI_REPORT_DB,
+                               .day = -1,
+                               .now = (int64_t)time(NULL),
+                               .retention_days = CLI_REPORT_KEEP,
+                               .txt = report_txt,
+                               .txt_fini = report_txt_fini,
+                               .log = report_print};
+    const char *conf = NULL;
+    struct um_config *cfg = NULL;
+    struct um_dns *dns = NULL;
+    struct um_report_stats st;
+    struct um_error err = {0};
+    char *end;
+    int c, rc = 1;
+
+    while ((c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'n':
+            o.dry_run_dir = optarg;
+            break;
+        case 'D':
+            if ((o.day = report_parse_day(optarg)) < 0) {
+                fprintf(stderr, "unimilter: report: --day %s: not YYYY-MM-DD\n", optarg);
+                return EX_USAGE;
+            }
+            break;
+        case 'b':
+            o.db_path = optarg;
+            break;
+        case 'o':
+            o.org_name = optarg;
+            break;
+        case 'e':
+            o.email = optarg;
+            break;
+        case 'r':
+            o.receiver = optarg;
+            break;
+        case 's':
+            o.sendmail = optarg;
+            break;
+        case 'k': {
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v > 3650)
+                return report_usage();
+            o.retention_days = (unsigned)v;
+            break;
+        }
+        case 'N': {
+            long long v = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v < 0)
+                return report_usage();
+            o.now = v;
+            break;
+        }
+        default:
+            return report_usage();
+        }
+    }
+    if (optind != argc || o.org_name == NULL || o.email == NULL)
+        return report_usage();
+    if (conf == NULL && access(CLI_REPORT_CONFIG, R_OK) == 0)
+        conf = CLI_REPORT_CONFIG;
+    if (conf != NULL && um_config_load(conf, &cfg, &err) != UM_OK) {
+        fprintf(stderr, "unimilter: report: %s\n", err.msg);
+        return 1;
+    }
+    if (um_dns_new(cfg != NULL ? (const char *const *)cfg->dns_servers : NULL,
+                   cfg != NULL ? cfg->ndns_servers : 0,
+                   cfg != NULL ? (unsigned)cfg->dns_timeout : 5, &dns, &err)
+        != UM_OK) {
+        fprintf(stderr, "unimilter: report: %s\n", err.msg);
+        goto out;
+    }
+    o.dns_arg = dns;
+    if (um_report_run(&o, &st, &err) != UM_OK) {
+        fprintf(stderr, "unimilter: report: %s\n", err.msg);
+        goto out;
+    }
+    printf("periods=%u sent=%u written=%u pending=%u skipped=%u expired=%llu\n", st.periods,
+           st.sent, st.written, st.pending, st.skipped, (unsigned long long)st.expired);
+    rc = 0;
+out:
+    um_dns_free(dns);
+    if (cfg != NULL)
+        um_config_unref(cfg);
+    return rc;
+}
