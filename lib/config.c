@@ -258,6 +258,15 @@ static const struct cfg_item cfg_schema[] = {
     {.path = "inbound.exempt_clients", .kind = CFG_STRARRAY, .off = IB(exempt_clients),
      .count_off = IB(nexempt_clients), .dflt = "[]",
      .doc = "Client IP addresses (trusted forwarders) whose DMARC failures are not enforced."},
+    {"reports", CFG_GROUP, 0, 0, 0, 0, NULL, "", "DMARC evaluation history and reports."},
+    {"reports.history_file", CFG_OSTRING, CO(reports.history_file), 0, 0, 0, NULL,
+     "/var/lib/unimilter/dmarc-history.sqlite",
+     "SQLite file every inbound DMARC evaluation is recorded in, off the mail path (empty: "
+     "none)."},
+    {"reports.history_queue", CFG_INT, CO(reports.history_queue), 0, 1, 1000000, "records",
+     "100000",
+     "Evaluations waiting for the writer at most; beyond that they are dropped and counted, "
+     "never delaying mail."},
     {"dkim_sign", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Outbound DKIM signing."},
     {.path = "dkim_sign.header_canonicalization", .kind = CFG_ENUM, .off = DS(header_canon),
      .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
@@ -1051,6 +1060,7 @@ um_config_unref(struct um_config *cfg)
     free(cfg->ratelimit.sendmail_path);
     cfg_strarray_free(cfg->dkim_sign.headers, cfg->dkim_sign.nheaders);
     free(cfg->inbound.psl_file);
+    free(cfg->reports.history_file);
     cfg_strarray_free(cfg->inbound.exempt_domains, cfg->inbound.nexempt_domains);
     cfg_strarray_free(cfg->inbound.exempt_clients, cfg->inbound.nexempt_clients);
     for (size_t i = 0; i < cfg->dkim_sign.nkey; i++) {

@@ -129,6 +129,11 @@ struct um_config {
     } inbound;
 
     struct {
+        char *history_file; /* NULL: DMARC evaluations are not recorded */
+        int history_queue;  /* records waiting for the writer, at most */
+    } reports;
+
+    struct {
         int header_canon, body_canon; /* 0 relaxed, 1 simple (enum um_dkim_canon) */
         char **headers; /* NULL: the built-in list */
         size_t nheaders;

@@ -512,6 +512,7 @@ dm_copy_tags(struct um_dmarc_res *res, const struct um_dmarc_record *rec)
     res->pct = rec->pct;
     res->t = rec->t;
     res->psd_tag = rec->psd == 'u' ? 0 : rec->psd;
+    res->has_rua = rec->has_rua;
 }
 
 /* Policy discovery into res; *rec the record. Returns with res->result TEMPERROR/NONE when

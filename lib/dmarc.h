@@ -166,6 +166,7 @@ struct um_dmarc_res {
     char adkim, aspf; /* 'r' or 's' (defaults applied) */
     int pct;          /* 0..100 (100 when absent) */
     char t, psd_tag;  /* 'y','n' or 0 (absent / unknown) */
+    bool has_rua;     /* the record asks for aggregate reports (rua=) */
     char reason[320]; /* "aligned dkim d=example.com", "no policy record", "SERVFAIL on ..." */
 };
 

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "history.h"
 #include "ratelimit_redis.h"
 #include "runtime.h"
 
@@ -34,6 +35,7 @@ struct um_daemon {
     struct um_dns *dns;      /* process lifetime: the one shared resolver and cache */
     struct um_rlredis *rlredis; /* ratelimit.backend = redis (process lifetime), else NULL */
     _Atomic unsigned long long redis_outages_logged;
+    struct um_history *history; /* DMARC evaluations (NULL: not recorded); process lifetime */
 
     _Atomic bool draining;    /* SIGTERM seen: no new messages */
     _Atomic int inflight;     /* messages between MAIL FROM and their end */

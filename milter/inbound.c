@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <time.h>
 
 #define UM_IB_MAX_FROM 8
 #define UM_IB_MAX_FORGED 64
@@ -370,6 +371,80 @@ ib_decide(struct conn_ctx *cc, struct ib_outcome *o)
                                                             : "dmarc p=quarantine";
 }
 
+static void
+ib_copy(char *dst, size_t len, const char *src)
+{
+    (void)snprintf(dst, len, "%s", src != NULL ? src : "");
+}
+
+/* One history row for DMARC reports; queued, never blocking (a full queue drops, counted). */
+static void
+ib_record(struct conn_ctx *cc, const struct ib_outcome *o)
+{
+    const struct msg_ctx *m = &cc->msg;
+    const struct um_dmarc_res *r = &o->dmarc;
+    struct um_history_rec *h = calloc(1, sizeof(*h));
+    char mf[1024];
+    const char *at;
+
+    if (h == NULL)
+        return;
+    h->time = (int64_t)time(NULL);
+    ib_copy(h->source_ip, sizeof(h->source_ip), cc->client_ip);
+    ib_copy(h->header_from, sizeof(h->header_from), r->from_domain);
+    at = strrchr(ib_mailfrom(m->envfrom, mf, sizeof(mf)), '@');
+    ib_copy(h->envelope_from, sizeof(h->envelope_from), at != NULL ? at + 1 : "");
+    if (m->spf_done) {
+        h->spf_result = m->spf.result;
+        h->spf_scope = strcmp(m->spf.identity, "helo") == 0 ? UM_HISTORY_SPF_HELO
+                                                             : UM_HISTORY_SPF_MFROM;
+        ib_copy(h->spf_domain, sizeof(h->spf_domain), m->spf.domain);
+    }
+    for (size_t i = 0; o->have_dkim && i < o->dkim.nsigs; i++) {
+        if (h->ndkim == UM_HISTORY_MAX_DKIM) {
+            h->ndkim_extra++;
+            continue;
+        }
+        ib_copy(h->dkim[h->ndkim].domain, sizeof(h->dkim[0].domain), o->dkim.sigs[i].d);
+        ib_copy(h->dkim[h->ndkim].selector, sizeof(h->dkim[0].selector), o->dkim.sigs[i].s);
+        h->dkim[h->ndkim].result = ib_dkim_auth(o->dkim.sigs[i].result);
+        h->ndkim++;
+    }
+    h->dmarc_result = r->result;
+    h->dkim_aligned = r->dkim_aligned;
+    h->spf_aligned = r->spf_aligned;
+    h->method = cc->cfg->inbound.dmarc_method == 1 ? UM_DMARC_METHOD_PSL : UM_DMARC_METHOD_TREEWALK;
+    ib_copy(h->policy_domain, sizeof(h->policy_domain), r->policy_domain);
+    h->p = r->p;
+    h->sp = r->sp;
+    h->np = r->np;
+    h->adkim = r->adkim;
+    h->aspf = r->aspf;
+    h->pct = r->pct;
+    h->t = r->t;
+    h->psd = r->psd_tag;
+    h->rua = r->has_rua;
+    h->disposition = UM_DMARC_POLICY_NONE;
+    if (strcmp(o->action, "reject") == 0)
+        h->disposition = UM_DMARC_POLICY_REJECT;
+    else if (strcmp(o->action, "hold") == 0 || strcmp(o->action, "tag") == 0)
+        h->disposition = UM_DMARC_POLICY_QUARANTINE;
+    if (o->why != NULL && (strcmp(o->why, "exempt domain") == 0
+                           || strcmp(o->why, "exempt client") == 0
+                           || strcmp(o->why, "monitor only") == 0)) {
+        h->override = UM_HISTORY_OVERRIDE_LOCAL_POLICY;
+        ib_copy(h->override_comment, sizeof(h->override_comment), o->why);
+    } else if (r->sampled_out) {
+        h->override = UM_HISTORY_OVERRIDE_SAMPLED_OUT;
+    } else if (r->testing) {
+        h->override = UM_HISTORY_OVERRIDE_POLICY_TEST_MODE;
+        ib_copy(h->override_comment, sizeof(h->override_comment), "t=y");
+    }
+    if (!um_history_record(cc->d->history, h) && um_logger_wants(&cc->d->log, UM_LOG_DEBUG))
+        um_log_msg(&cc->d->log, UM_LOG_DEBUG, "history", "evaluation not recorded (queue full)");
+    free(h);
+}
+
 sfsistat
 ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
 {
@@ -484,5 +559,9 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
         (void)smfi_insheader(ctx, 0, MSTR("X-Unimilter-Quarantine"), text);
     }
     ib_verdict_log(cc, &o);
+    /* Reports carry evaluations with a verdict; a tempfailed message will come back. */
+    if (o.have_dmarc && cc->d->history != NULL && strcmp(o.action, "tempfail") != 0
+        && (o.dmarc.result == UM_DMARC_RESULT_PASS || o.dmarc.result == UM_DMARC_RESULT_FAIL))
+        ib_record(cc, &o);
     return rc;
 }

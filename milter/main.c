@@ -457,6 +457,33 @@ main_start_inbound(struct um_daemon *d, uid_t key_uid)
     return rc;
 }
 
+static void
+main_history_error(void *arg, const char *msg)
+{
+    struct um_daemon *d = arg;
+
+    um_log_msg(&d->log, UM_LOG_ERR, "history", "%s", msg);
+}
+
+/* Opened as the run user, so the file belongs to it; a failure costs the history, not mail. */
+static void
+main_history_open(struct um_daemon *d)
+{
+    struct um_config *cfg = um_daemon_config(d);
+    struct um_error err = {0};
+
+    if (cfg->reports.history_file != NULL) {
+        if (um_history_open(cfg->reports.history_file, (size_t)cfg->reports.history_queue,
+                            &d->history, &err)
+            != UM_OK)
+            um_log_msg(&d->log, UM_LOG_ERR, "history",
+                       "%s:%s: DMARC evaluations will not be recorded", cfg->path, err.msg);
+        else
+            um_history_on_error(d->history, main_history_error, d);
+    }
+    um_config_unref(cfg);
+}
+
 /* SIGTERM: refuse new messages, wait (bounded) for those in flight, stop libmilter. */
 static void
 main_drain(struct um_daemon *d, struct main_milter *mm)
@@ -533,6 +560,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     }
     um_config_unref(cfg);
 
+    main_history_open(d);
     if (pthread_create(&mm.thread, NULL, main_milter_thread, &mm) != 0) {
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "cannot start the milter thread");
         return EX_OSERR;
@@ -579,6 +607,15 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     pthread_join(mm.thread, NULL);
     um_control_stop(d);
     main_save_state(d, true);
+    if (d->history != NULL) {
+        struct um_history_stats hs;
+        um_history_close(d->history, 2000, &hs);
+        d->history = NULL;
+        um_log_msg(&d->log, UM_LOG_INFO, "history",
+                   "closed: %llu recorded, %llu dropped, %llu lost to store errors",
+                   (unsigned long long)hs.written, (unsigned long long)hs.dropped,
+                   (unsigned long long)hs.failed);
+    }
     if (main_unix_path(sock) != NULL)
         (void)unlink(main_unix_path(sock));
     if (!atomic_load(&mm.stop_requested)) {

@@ -56,6 +56,7 @@ control_socket = "$T/control.sock";
 ratelimit = { state_file = "$T/rl.state"; $RLEXTRA };
 $DNSDEFAULT
 inbound = { ${INEXTRA:-spf = false; dmarc = false;} };
+reports = { history_file = "$T/dmarc-history.sqlite"; };
 mode = {
     default = "inbound";
     rules = (

@@ -214,6 +214,7 @@ authserv_id = "mx.unimilter.test";
 log = { target = "stderr"; level = "debug"; };
 control_socket = "$PF_RUN_DIR/control.sock";
 ratelimit = { state_file = "$PF_RUN_DIR/ratelimit.state"; };
+reports = { history_file = "$PF_RUN_DIR/dmarc-history.sqlite"; };
 dns = { servers = ["127.0.0.1@$DNS_PORT"]; timeout = 2; };
 inbound = {
     spf = true;
@@ -501,4 +502,18 @@ UM_PID=
 ! grep -qE 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" || fail "sanitizer report in the daemon log"
 bad=$(grep -E '\] (err|warning): ' "$UM_LOG" || true)
 [[ -z "$bad" ]] || fail "errors/warnings in the daemon log: $bad"
+# Every DMARC evaluation was recorded for reports (the writer drained at SIGTERM).
+hist=$(/usr/bin/python3 - "$PF_RUN_DIR/dmarc-history.sqlite" <<'PYQ'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT header_from, dmarc_result, disposition FROM evaluations").fetchall()
+print(len(rows))
+for r in rows:
+    print(" ".join(r))
+PYQ
+) || fail "cannot read the DMARC history"
+grep -q '^reject\.unimilter\.example fail reject$' <<<"$hist" || fail "history lacks the rejected evaluation: $hist"
+grep -q '^quarantine\.unimilter\.example fail quarantine$' <<<"$hist" || fail "history lacks the held evaluation: $hist"
+grep -q '^pass\.unimilter\.example pass none$' <<<"$hist" || fail "history lacks a passing evaluation: $hist"
+echo "ok: $(head -n1 <<<"$hist") DMARC evaluations recorded in the history"
 echo "PASS t_inbound (placement: $PLACEMENT; $((SECONDS - T0)) s)"

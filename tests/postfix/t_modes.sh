@@ -73,6 +73,7 @@ log = { target = "stderr"; level = "info"; };
 debug = { trace_header = true; };
 control_socket = "$PF_RUN_DIR/control.sock";
 ratelimit = { state_file = "$PF_RUN_DIR/ratelimit.state"; };
+reports = { history_file = "$PF_RUN_DIR/dmarc-history.sqlite"; };
 $2
 CONF
 }

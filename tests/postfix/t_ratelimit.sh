@@ -150,6 +150,7 @@ ratelimit = {
     state_file = "$STATE";
     overrides = ( { sender = "sasl:carol@$REALM"; exempt = true; } );
 };
+reports = { history_file = ""; };
 CONF
     "$UM_BIN" -n -c "$PF_DIR/um.conf" >/dev/null 2>&1 ||
         fail "config rejected: $("$UM_BIN" -n -c "$PF_DIR/um.conf" 2>&1)"

@@ -90,6 +90,7 @@ log = { target = "stderr"; level = "$1"; };
 debug = { trace_header = true; };
 control_socket = "$PF_RUN_DIR/control.sock";
 ratelimit = { state_file = "$PF_RUN_DIR/ratelimit.state"; };
+reports = { history_file = "$PF_RUN_DIR/dmarc-history.sqlite"; };
 $example_mode
 ${2:-}
 CONF

@@ -163,6 +163,7 @@ log = { target = "stderr"; level = "info"; };
 dns = { servers = ["127.0.0.1@$DNS_PORT"]; timeout = 2; };
 $example_mode
 ratelimit = { enabled = false; state_file = ""; };
+reports = { history_file = ""; };
 dkim_sign = {
     keys = (
         { name = "r"; domain = "example.org"; selector = "rsa1"; file = "$W/rsa.pem"; },
