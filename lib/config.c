@@ -267,6 +267,16 @@ static const struct cfg_item cfg_schema[] = {
      "100000",
      "Evaluations waiting for the writer at most; beyond that they are dropped and counted, "
      "never delaying mail."},
+    {"reports.retention_days", CFG_INT, CO(reports.retention_days), 0, 0, 3650, "days", "180",
+     "`unimilter report` deletes evaluations older than this (0 keeps them)."},
+    {"reports.org_name", CFG_OSTRING, CO(reports.org_name), 0, 0, 0, NULL, "",
+     "Organization name in the reports we send (required for `unimilter report`)."},
+    {"reports.email", CFG_OSTRING, CO(reports.email), 0, 0, 0, NULL, "",
+     "Contact address in the reports, and their sender (required for `unimilter report`)."},
+    {"reports.receiver", CFG_OSTRING, CO(reports.receiver), 0, 0, 0, NULL, "",
+     "Our domain in report file names (empty: the domain of reports.email)."},
+    {"reports.sendmail", CFG_STRING, CO(reports.sendmail), 0, 0, 0, NULL, "/usr/sbin/sendmail",
+     "sendmail-compatible binary report mail is handed to."},
     {"dkim_sign", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Outbound DKIM signing."},
     {.path = "dkim_sign.header_canonicalization", .kind = CFG_ENUM, .off = DS(header_canon),
      .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
@@ -1061,6 +1071,10 @@ um_config_unref(struct um_config *cfg)
     cfg_strarray_free(cfg->dkim_sign.headers, cfg->dkim_sign.nheaders);
     free(cfg->inbound.psl_file);
     free(cfg->reports.history_file);
+    free(cfg->reports.org_name);
+    free(cfg->reports.email);
+    free(cfg->reports.receiver);
+    free(cfg->reports.sendmail);
     cfg_strarray_free(cfg->inbound.exempt_domains, cfg->inbound.nexempt_domains);
     cfg_strarray_free(cfg->inbound.exempt_clients, cfg->inbound.nexempt_clients);
     for (size_t i = 0; i < cfg->dkim_sign.nkey; i++) {

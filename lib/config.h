@@ -131,6 +131,11 @@ struct um_config {
     struct {
         char *history_file; /* NULL: DMARC evaluations are not recorded */
         int history_queue;  /* records waiting for the writer, at most */
+        int retention_days; /* `unimilter report` deletes older evaluations (0: never) */
+        char *org_name;     /* report_metadata/org_name; NULL: reports cannot be sent */
+        char *email;        /* report_metadata/email and the sender of report mail */
+        char *receiver;     /* our domain in file names; NULL: the domain of email */
+        char *sendmail;     /* binary report mail is handed to */
     } reports;
 
     struct {

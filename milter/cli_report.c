@@ -25,7 +25,7 @@
 #include "report.h"
 
 #define CLI_REPORT_CONFIG "/etc/unimilter/unimilter.conf"
-#define CLI_REPORT_DB     "/var/lib/unimilter/history.db"
+#define CLI_REPORT_DB     "/var/lib/unimilter/dmarc-history.sqlite"
 #define CLI_REPORT_KEEP   180
 
 static int
@@ -114,6 +114,7 @@ um_cli_report(int argc, char **argv)
     struct um_report_stats st;
     struct um_error err = {0};
     char *end;
+    bool db_set = false, keep_set = false;
     int c, rc = 1;
 
     while ((c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
@@ -132,6 +133,7 @@ um_cli_report(int argc, char **argv)
             break;
         case 'b':
             o.db_path = optarg;
+            db_set = true;
             break;
         case 'o':
             o.org_name = optarg;
@@ -150,6 +152,7 @@ um_cli_report(int argc, char **argv)
             if (*optarg == '\0' || *end != '\0' || v > 3650)
                 return report_usage();
             o.retention_days = (unsigned)v;
+            keep_set = true;
             break;
         }
         case 'N': {
@@ -163,13 +166,36 @@ um_cli_report(int argc, char **argv)
             return report_usage();
         }
     }
-    if (optind != argc || o.org_name == NULL || o.email == NULL)
+    if (optind != argc)
         return report_usage();
     if (conf == NULL && access(CLI_REPORT_CONFIG, R_OK) == 0)
         conf = CLI_REPORT_CONFIG;
     if (conf != NULL && um_config_load(conf, &cfg, &err) != UM_OK) {
         fprintf(stderr, "unimilter: report: %s\n", err.msg);
         return 1;
+    }
+    /* The configuration gives the defaults; command-line options override them. */
+    if (cfg != NULL) {
+        if (!db_set && cfg->reports.history_file != NULL)
+            o.db_path = cfg->reports.history_file;
+        if (o.org_name == NULL)
+            o.org_name = cfg->reports.org_name;
+        if (o.email == NULL)
+            o.email = cfg->reports.email;
+        if (o.receiver == NULL)
+            o.receiver = cfg->reports.receiver;
+        if (o.sendmail == NULL)
+            o.sendmail = cfg->reports.sendmail;
+        if (!keep_set)
+            o.retention_days = (unsigned)cfg->reports.retention_days;
+    }
+    if (o.org_name == NULL || o.email == NULL) {
+        fprintf(stderr, "unimilter: report: set reports.org_name and reports.email in %s (or "
+                        "--org and --email)\n",
+                conf != NULL ? conf : CLI_REPORT_CONFIG);
+        if (cfg != NULL)
+            um_config_unref(cfg);
+        return EX_USAGE;
     }
     if (um_dns_new(cfg != NULL ? (const char *const *)cfg->dns_servers : NULL,
                    cfg != NULL ? cfg->ndns_servers : 0,

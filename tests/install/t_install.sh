@@ -27,6 +27,8 @@ want[doc]="/usr/share/man/man5/unimilter.conf.5 644 @build/man/unimilter.conf.5
 /usr/share/man/man8/unimilter.8 644 man/unimilter.8
 /usr/share/doc/unimilter/README.systemd.md 644 systemd/README.md"
 want[systemd]="/usr/lib/systemd/system/unimilter.service 644 systemd/unimilter.service
+/usr/lib/systemd/system/unimilter-report.service 644 systemd/unimilter-report.service
+/usr/lib/systemd/system/unimilter-report.timer 644 systemd/unimilter-report.timer
 /usr/lib/sysusers.d/unimilter.conf 644 systemd/unimilter.sysusers
 /usr/lib/tmpfiles.d/unimilter.conf 644 systemd/unimilter.tmpfiles"
 want[selinux]="/usr/share/selinux/packages/unimilter/unimilter.te 644 selinux/unimilter.te

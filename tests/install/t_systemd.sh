@@ -50,6 +50,15 @@ if ! out=$(MANPATH=$root/usr/share/man systemd-analyze verify --root="$root" uni
 fi
 [[ -z "$out" ]] || inst_fail "systemd-analyze verify warns:"$'\n'"$out"
 echo "ok: systemd-analyze verify unimilter.service (root $root)"
+# The daily report job: its service and timer verify too.
+cp "$UM_SRC/systemd/unimilter-report.service" "$UM_SRC/systemd/unimilter-report.timer" \
+    "$root/usr/lib/systemd/system/"
+if ! out=$(MANPATH=$root/usr/share/man systemd-analyze verify --root="$root" \
+    unimilter-report.service unimilter-report.timer 2>&1); then
+    inst_fail "systemd-analyze verify of the report units failed:"$'\n'"$out"
+fi
+[[ -z "$out" ]] || inst_fail "systemd-analyze verify warns about the report units:"$'\n'"$out"
+echo "ok: systemd-analyze verify unimilter-report.service unimilter-report.timer"
 
 # The unit keeps the promises main.c relies on.
 grep -qx 'ExecStartPre=/usr/sbin/unimilter -n -c /etc/unimilter/unimilter.conf' "$unit" \

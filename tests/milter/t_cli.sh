@@ -55,4 +55,14 @@ um_stop
 um_start "$T/ok.conf"
 mt_session stale ORIGINATING "" outbound || fail "after replacing a stale socket: $(cat "$T/stale.out")"
 um_stop
+# unimilter report: the identity comes from the config (reports.org_name, reports.email).
+rc=0; out=$("$UM_BIN" report -c "$T/ok.conf" 2>&1) || rc=$?
+[ "$rc" = 64 ] && echo "$out" | grep -q "set reports.org_name and reports.email in $T/ok.conf" \
+    || fail "report without an identity: rc=$rc $out"
+write_conf "$T/rep.conf" 'reports = { history_file = "'"$T"'/h.sqlite"; org_name = "Example"; email = "dmarc@example.org"; };'
+sed -i '/^reports = { history_file = "[^"]*dmarc-history.sqlite"; };$/d' "$T/rep.conf"
+mkdir -p "$T/out"
+out=$("$UM_BIN" report -c "$T/rep.conf" --db "$T/empty.sqlite" --dry-run "$T/out" 2>&1) \
+    || fail "report on an empty history: $out"
+echo "$out" | grep -q '^periods=0 sent=0 written=0 pending=0' || fail "report on an empty history: $out"
 echo "PASS t_cli"
