@@ -805,7 +805,7 @@ static enum um_status
 report_period(struct report_run *r, const struct period *p, struct um_error *err)
 {
     struct rua rua[UM_REPORT_MAX_RUA];
-    bool use[UM_REPORT_MAX_RUA];
+    bool use[UM_REPORT_MAX_RUA] = {false};
     struct rbuf xml = {0}, gz = {0}, mail = {0};
     char rid[17], fname[700], why[512] = "";
     size_t nrua = 0, nuse = 0;
