@@ -371,10 +371,14 @@ ib_decide(struct conn_ctx *cc, struct ib_outcome *o)
                                                             : "dmarc p=quarantine";
 }
 
+/* Copies a NUL-terminated string, cut to fit (history fields have fixed sizes). */
 static void
 ib_copy(char *dst, size_t len, const char *src)
 {
-    (void)snprintf(dst, len, "%s", src != NULL ? src : "");
+    size_t n = src != NULL ? strnlen(src, len - 1) : 0;
+
+    memcpy(dst, src != NULL ? src : "", n);
+    dst[n] = '\0';
 }
 
 /* One history row for DMARC reports; queued, never blocking (a full queue drops, counted). */
