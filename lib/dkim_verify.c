@@ -541,9 +541,13 @@ verify_sig_result(const struct um_dkim_verify *v, DKIM_SIGINFO *sig, dkim_alg_t 
     switch (e) {
     case DKIM_SIGERROR_MULTIREPLY:
     case DKIM_SIGERROR_KEYFAIL:
-    case DKIM_SIGERROR_DNSSYNTAX:
         (void)snprintf(reason, rlen, "%s", es);
         return UM_DKIM_VERIFY_TEMPERROR;
+    case DKIM_SIGERROR_DNSSYNTAX:
+        /* RFC 6376 6.1.2: a key record that does not parse is a permanent failure. Our
+         * resolver already turned transport trouble into KEYFAIL, so this is the record. */
+        (void)snprintf(reason, rlen, "%s", es);
+        return UM_DKIM_VERIFY_PERMERROR;
     case DKIM_SIGERROR_KEYTOOSMALL:
         (void)snprintf(reason, rlen, "key of %u bits, %u required", bits, v->min_rsa_bits);
         return UM_DKIM_VERIFY_POLICY;
