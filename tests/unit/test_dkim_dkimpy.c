@@ -532,8 +532,8 @@ test_dkimpy_static(void **state)
          ZONE_DKIM5},
         {"rfc6376.signed.msg", "test_dkim_ed25519.py test_rfc8032_previous_verifies (dnsfunc)",
          true, ZONE_ED},
-        /* Agrees (not pass), but as temperror: libopendkim calls the bad base64 in p=
-         * DKIM_SIGERROR_DNSSYNTAX, which lib/dkim_verify.c maps to TEMPERROR. */
+        /* Agrees (not pass): libopendkim calls the bad base64 in p= DKIM_SIGERROR_DNSSYNTAX,
+         * which lib/dkim_verify.c maps to permerror (RFC 6376 6.1.2). */
         {"rfc6376.signed.rsa.msg", "test_dkim.py test_catch_bad_key (dnsfunc6)", false, ZONE_DKIM6},
         {"rfc6376.signed.rsa.msg", "SOURCE.md: verifies with test.txt (dnsfunc5)", true,
          ZONE_DKIM5},
