@@ -10,7 +10,7 @@ BUILD="build-essential cmake pkg-config libmilter-dev libspf2-dev libopendkim-de
 TEST="libcmocka-dev miltertest postfix swaks python3 python3-dkim python3-dnspython
  libmail-dkim-perl libnet-dns-perl opendkim-tools unbound util-linux iproute2 procps
  clang libclang-rt-14-dev sasl2-bin libsasl2-modules redis-server libhiredis-dev
- openssl systemd man-db groff-base selinux-policy-dev selinux-policy-default
+ openssl m4 libwrap0 systemd man-db groff-base selinux-policy-dev selinux-policy-default
  semodule-utils policycoreutils setools checkpolicy libxml2-utils"
 case $what in
 build) pkgs=$BUILD ;;
