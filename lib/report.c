@@ -302,6 +302,17 @@ um_report_rua_parse(struct um_str uri, char *addr, size_t addrlen, uint64_t *lim
         const char *at = strrchr(addr, '@');
         if (at == NULL || at == addr || at[1] == '\0' || strchr(addr, '@') != at)
             return um_error_set(err, UM_EINVAL, "rua: not one address");
+        /* The domain is a host name: letters, digits, '-' and '.', no empty label. */
+        for (const char *d = at + 1; *d != '\0'; d++) {
+            bool ok = (*d >= 'a' && *d <= 'z') || (*d >= 'A' && *d <= 'Z')
+                      || (*d >= '0' && *d <= '9') || *d == '-'
+                      || (*d == '.' && d != at + 1 && d[1] != '\0' && d[1] != '.');
+            if (!ok)
+                return um_error_set(err, UM_EINVAL, "rua: bad domain in the address");
+        }
+        /* Quotes and backslashes would need quoting in the mail headers we write. */
+        if (strpbrk(addr, "\"\\") != NULL)
+            return um_error_set(err, UM_EINVAL, "rua: bad byte in the address");
     }
     return UM_OK;
 }
