@@ -35,6 +35,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli_import.h"
 #include "cli_report.h"
 #include "daemon.h"
 #include "dkim_sign.h"
@@ -542,6 +543,8 @@ um_cli_run(int argc, char **argv)
         {"keygen", cli_keygen},
         {"check-keys", cli_check_keys},
         {"report", um_cli_report},
+        {"report-import", um_cli_report_import},
+        {"report-summary", um_cli_report_summary},
     };
 
     if (argc < 2)
