@@ -215,9 +215,9 @@ ri_inflate(const char *name, const char *what, const unsigned char *in, size_t i
             ret = um_error_set(err, UM_EINVAL, "%s: %s data is truncated", name, what);
             goto fail;
         }
-        ret = um_error_set(err, rc == Z_MEM_ERROR ? UM_ENOMEM : UM_EINVAL,
-                           "%s: corrupt %s data (%s)", name, what,
-                           z.msg != NULL ? z.msg : "inflate failed");
+        ret =
+            um_error_set(err, rc == Z_MEM_ERROR ? UM_ENOMEM : UM_EINVAL, "%s: corrupt %s data (%s)",
+                         name, what, z.msg != NULL ? z.msg : "inflate failed");
         goto fail;
     }
     buf[len] = '\0';
@@ -246,8 +246,8 @@ ri_le16(const unsigned char *p)
 
 /* PKWARE APPNOTE 4.3.7 local file header, 4.3.16 end of central directory record. */
 static enum um_status
-ri_unzip(const char *name, const unsigned char *d, size_t len, unsigned char **out,
-         size_t *outlen, struct um_error *err)
+ri_unzip(const char *name, const unsigned char *d, size_t len, unsigned char **out, size_t *outlen,
+         struct um_error *err)
 {
     const unsigned char *eocd = NULL, *data;
     unsigned flags, method, nlen, xlen, entries;
@@ -460,8 +460,8 @@ ri_hex(unsigned char c)
 
 /* Transfer decoding (RFC 2045 6.7, 6.8) into a malloc'd buffer. */
 static enum um_status
-ri_cte(const char *name, const struct ri_part *pt, const char *d, size_t len,
-       unsigned char **out, size_t *outlen, struct um_error *err)
+ri_cte(const char *name, const struct ri_part *pt, const char *d, size_t len, unsigned char **out,
+       size_t *outlen, struct um_error *err)
 {
     unsigned char *o = malloc(len + 1);
     size_t n = 0;
@@ -481,8 +481,7 @@ ri_cte(const char *name, const struct ri_part *pt, const char *d, size_t len,
             if ((v = ri_b64(c)) < 0) {
                 free(o);
                 return um_error_set(err, UM_EINVAL,
-                                    "%s: invalid base64 in the attachment (byte 0x%02x)", name,
-                                    c);
+                                    "%s: invalid base64 in the attachment (byte 0x%02x)", name, c);
             }
             acc = (acc << 6) | (uint32_t)v;
             bits += 6;
@@ -548,8 +547,8 @@ static enum um_status ri_decode(const char *name, const unsigned char *d, size_t
 
 /* UM_ENOENT (err untouched): no report in this entity. */
 static enum um_status
-ri_mime(const char *name, const char *d, size_t len, int depth, unsigned char **xml,
-        size_t *xmllen, struct um_error *err)
+ri_mime(const char *name, const char *d, size_t len, int depth, unsigned char **xml, size_t *xmllen,
+        struct um_error *err)
 {
     struct ri_part pt;
     size_t body;
@@ -604,8 +603,8 @@ ri_mime(const char *name, const char *d, size_t len, int depth, unsigned char **
     if (strcmp(pt.type, "message/rfc822") == 0)
         return ri_mime(name, d + body, len - body, depth + 1, xml, xmllen, err);
     if (ri_is_report_part(&pt)) {
-        unsigned char *raw;
-        size_t rawlen;
+        unsigned char *raw = NULL;
+        size_t rawlen = 0;
         enum um_status ret;
 
         if ((ret = ri_cte(name, &pt, d + body, len - body, &raw, &rawlen, err)) != UM_OK)
@@ -655,8 +654,8 @@ ri_decode(const char *name, const unsigned char *d, size_t len, int depth, unsig
         return UM_OK;
     }
     if (depth < 0)
-        return um_error_set(err, UM_EINVAL,
-                            "%s: the attachment is neither XML, gzip nor zip", name);
+        return um_error_set(err, UM_EINVAL, "%s: the attachment is neither XML, gzip nor zip",
+                            name);
     return ri_mime(name, (const char *)d, len, 0, xml, xmllen, err);
 }
 
@@ -761,8 +760,9 @@ ri_text(struct ri_parse *ps, const xmlNode *parent, const char *local, bool requ
             buf[len++] = (char)ch;
         }
     }
-    while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t' || buf[len - 1] == '\r'
-                       || buf[len - 1] == '\n'))
+    while (len > 0
+           && (buf[len - 1] == ' ' || buf[len - 1] == '\t' || buf[len - 1] == '\r'
+               || buf[len - 1] == '\n'))
         len--;
     for (; s < len; s++) {
         unsigned char ch = (unsigned char)buf[s];
@@ -926,8 +926,7 @@ ri_tree(struct ri_parse *ps, const xmlNode *root, struct um_report_import_report
         return ret;
     rep->end = (int64_t)v;
     if (rep->end < rep->begin)
-        return um_error_set(ps->err, UM_EINVAL, "%s: <date_range> ends before it begins",
-                            ps->name);
+        return um_error_set(ps->err, UM_EINVAL, "%s: <date_range> ends before it begins", ps->name);
     if ((ret = ri_text(ps, pp, "domain", true, true, &rep->domain)) != UM_OK
         || (ret = ri_text(ps, pp, "adkim", false, true, &rep->adkim)) != UM_OK
         || (ret = ri_text(ps, pp, "aspf", false, true, &rep->aspf)) != UM_OK
@@ -1347,9 +1346,9 @@ static const char ri_sources_sql[] =
     "  AND r.header_from = ?3 GROUP BY r.source_ip) g"
     " ORDER BY g.n DESC, g.ip";
 
-static const char ri_seen_sql[] = "INSERT OR IGNORE INTO received_seen (domain, source_ip,"
-                                  " first_seen) SELECT DISTINCT r.header_from, r.source_ip, ?3"
-                                  RI_SCOPE;
+static const char ri_seen_sql[] =
+    "INSERT OR IGNORE INTO received_seen (domain, source_ip,"
+    " first_seen) SELECT DISTINCT r.header_from, r.source_ip, ?3" RI_SCOPE;
 
 static void
 ri_day(int64_t t, char out[16])
@@ -1384,10 +1383,9 @@ ri_sources(struct um_report_import *imp, const struct um_report_import_summary_o
                "dmarc-pass", "new");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const unsigned char *ip = sqlite3_column_text(st, 0);
-        ri_buf_fmt(b, "  %-39s %9lld %9lld %9lld %10lld  %s\n",
-                   ip != NULL ? (const char *)ip : "", (long long)sqlite3_column_int64(st, 1),
-                   (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3),
-                   (long long)sqlite3_column_int64(st, 4),
+        ri_buf_fmt(b, "  %-39s %9lld %9lld %9lld %10lld  %s\n", ip != NULL ? (const char *)ip : "",
+                   (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 2),
+                   (long long)sqlite3_column_int64(st, 3), (long long)sqlite3_column_int64(st, 4),
                    sqlite3_column_int(st, 5) ? "new" : "-");
     }
     sqlite3_finalize(st);
@@ -1444,14 +1442,18 @@ um_report_import_summary(struct um_report_import *imp,
             break;
         if (ndomains++ > 0)
             ri_buf_add(&b, "\n", 1);
-        ri_buf_fmt(&b, "domain %s: %lld report(s), %s to %s, %lld message(s), %lld source(s), "
-                       "%lld new\n",
+        ri_buf_fmt(&b,
+                   "domain %s: %lld report(s), %s to %s, %lld message(s), %lld source(s), "
+                   "%lld new\n",
                    domain, (long long)sqlite3_column_int64(st, 1), d0, d1, msgs,
                    (long long)sqlite3_column_int64(st, 8), nnew);
         ri_buf_fmt(&b, "  %-5s %9s %9s\n", "", "pass", "fail");
         for (int k = 0; k < 3; k++) {
             long long pass = sqlite3_column_int64(st, 3 + k);
-            ri_buf_fmt(&b, "  %-5s %9lld %9lld\n", k == 0 ? "spf" : k == 1 ? "dkim" : "dmarc",
+            ri_buf_fmt(&b, "  %-5s %9lld %9lld\n",
+                       k == 0   ? "spf"
+                       : k == 1 ? "dkim"
+                                : "dmarc",
                        pass, msgs - pass);
         }
         ret = ri_sources(imp, o, domain, &b, err);

@@ -117,8 +117,8 @@ struct um_report_import;
 /* Unpacks one input into its XML: *xml malloc'd (NUL-terminated, *xmllen bytes without it).
  * name is used in messages only. */
 UM_NODISCARD enum um_status um_report_import_decode(const char *name, const unsigned char *data,
-                                                    size_t len, unsigned char **xml,
-                                                    size_t *xmllen, struct um_error *err);
+                                                    size_t len, unsigned char **xml, size_t *xmllen,
+                                                    struct um_error *err);
 
 /* Parses one aggregate report. Never loads a DTD, an entity or anything from the network. */
 UM_NODISCARD enum um_status um_report_import_parse(const char *name, struct um_str xml,
@@ -142,8 +142,7 @@ UM_NODISCARD enum um_status um_report_import_store(struct um_report_import *imp,
 /* decode + parse + store of one input. */
 UM_NODISCARD enum um_status um_report_import_bytes(struct um_report_import *imp, const char *name,
                                                    const unsigned char *data, size_t len,
-                                                   int64_t now,
-                                                   struct um_report_import_result *res,
+                                                   int64_t now, struct um_report_import_result *res,
                                                    struct um_error *err);
 
 /* The summary as plain text (*text malloc'd). Updates received_seen when asked to. */

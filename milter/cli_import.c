@@ -93,8 +93,8 @@ import_read(int fd, const char *name, unsigned char **out, size_t *outlen)
                 free(buf);
                 return -1;
             }
-            cap = cap * 2 > UM_REPORT_IMPORT_MAX_INPUT + 1 ? UM_REPORT_IMPORT_MAX_INPUT + 1
-                                                           : cap * 2;
+            cap =
+                cap * 2 > UM_REPORT_IMPORT_MAX_INPUT + 1 ? UM_REPORT_IMPORT_MAX_INPUT + 1 : cap * 2;
             if ((nb = realloc(buf, cap)) == NULL)
                 break;
             buf = nb;
@@ -183,8 +183,7 @@ import_path(struct import_run *r, const char *path, bool from_dir)
         for (int i = 0; i < n; i++) {
             char sub[PATH_MAX];
             if (ents[i]->d_name[0] != '.'
-                && (size_t)snprintf(sub, sizeof(sub), "%s/%s", path, ents[i]->d_name)
-                       < sizeof(sub))
+                && (size_t)snprintf(sub, sizeof(sub), "%s/%s", path, ents[i]->d_name) < sizeof(sub))
                 import_path(r, sub, true);
             free(ents[i]);
         }

@@ -22,8 +22,8 @@
 
 #include "report_import.h"
 
-#define OD UM_SOURCE_DIR "/../shared/conformance/dmarc-opendmarc/testfiles/"
-#define MD UM_SOURCE_DIR "/../shared/conformance/dmarc-mail-dmarc/fixtures/"
+#define OD  UM_SOURCE_DIR "/../shared/conformance/dmarc-opendmarc/testfiles/"
+#define MD  UM_SOURCE_DIR "/../shared/conformance/dmarc-mail-dmarc/fixtures/"
 #define NOW 1700000000LL
 
 /* --- helpers ---------------------------------------------------------------------------------- */
@@ -183,7 +183,7 @@ zip_stored(unsigned n, const char *data, size_t *outlen)
     assert_non_null(z);
     assert_true(n <= 8);
 #define LE16(v) (z[off++] = (unsigned char)(v), z[off++] = (unsigned char)((v) >> 8))
-#define LE32(v) (LE16((v) & 0xffff), LE16(((uint32_t)(v)) >> 16))
+#define LE32(v) (LE16((v)&0xffff), LE16(((uint32_t)(v)) >> 16))
     for (unsigned i = 0; i < n; i++) {
         loc[i] = off;
         memcpy(z + off, "PK\3\4", 4), off += 4;
@@ -341,8 +341,7 @@ test_malformed_sample(void **state)
     data = slurp(path, &len);
     assert_int_equal(um_report_import_bytes(f->imp, path, data, len, NOW, &res, &err), UM_EINVAL);
     /* <header_from>example.com<foo</header_from> on line 6 */
-    snprintf(want, sizeof(want), "%s: malformed XML at line 6: error parsing attribute name",
-             path);
+    snprintf(want, sizeof(want), "%s: malformed XML at line 6: error parsing attribute name", path);
     if (strlen(want) >= sizeof(err.msg))
         want[sizeof(err.msg) - 1] = '\0'; /* the error buffer truncates long paths */
     assert_string_equal(err.msg, want);
@@ -388,8 +387,8 @@ static const struct {
      UM_EINVAL,
      "external entity: refused: the XML has a DOCTYPE (DTDs and entity declarations are not "
      "allowed in a report)"},
-    {"external DTD",
-     "<!DOCTYPE feedback SYSTEM \"http://192.0.2.1/x.dtd\">" RPT_HEAD "</feedback>", UM_EINVAL,
+    {"external DTD", "<!DOCTYPE feedback SYSTEM \"http://192.0.2.1/x.dtd\">" RPT_HEAD "</feedback>",
+     UM_EINVAL,
      "external DTD: refused: the XML has a DOCTYPE (DTDs and entity declarations are not "
      "allowed in a report)"},
     {"undeclared entity", RPT_HEAD "<x>&foo;</x></feedback>", UM_EINVAL,
@@ -404,20 +403,22 @@ static const struct {
      "</date_range></report_metadata><policy_published><domain>d</domain></policy_published>"
      "</feedback>",
      UM_EINVAL, "no report_id: <report_id> is missing"},
-    {"bad ip in record 2", RPT_HEAD RPT_REC("192.0.2.1", 3) RPT_REC("108r.166.27.220", 16)
-     "</feedback>",
-     UM_EINVAL, "bad ip in record 2: record 2: <source_ip> \"108r.166.27.220\" is not an IP address"},
+    {"bad ip in record 2",
+     RPT_HEAD RPT_REC("192.0.2.1", 3) RPT_REC("108r.166.27.220", 16) "</feedback>", UM_EINVAL,
+     "bad ip in record 2: record 2: <source_ip> \"108r.166.27.220\" is not an IP address"},
     {"bad count", RPT_HEAD RPT_REC("192.0.2.1", x) "</feedback>", UM_EINVAL,
      "bad count: record 1: <count> \"x\" is not a number"},
-    {"huge count", RPT_HEAD RPT_REC("192.0.2.1", 99999999999999999999999) "</feedback>",
-     UM_EINVAL, "huge count: record 1: <count> 99999999999999999999999 is out of range"},
-    {"control character", RPT_HEAD "<record><row><source_ip>192.0.2.1</source_ip><count>1</count>"
+    {"huge count", RPT_HEAD RPT_REC("192.0.2.1", 99999999999999999999999) "</feedback>", UM_EINVAL,
+     "huge count: record 1: <count> 99999999999999999999999 is out of range"},
+    {"control character",
+     RPT_HEAD
+     "<record><row><source_ip>192.0.2.1</source_ip><count>1</count>"
      "</row><identifiers><header_from>a&#10;b</header_from></identifiers></record></feedback>",
      UM_EINVAL, "control character: record 1: <header_from> contains a control character"},
     {"not a report", "hello world", UM_EINVAL,
      "not a report: not a report: neither XML, gzip, zip nor a mail message"},
-    {"mail without report",
-     "From: a@example.org\r\nContent-Type: text/plain\r\n\r\nhello\r\n", UM_EINVAL,
+    {"mail without report", "From: a@example.org\r\nContent-Type: text/plain\r\n\r\nhello\r\n",
+     UM_EINVAL,
      "mail without report: no aggregate report attachment (application/gzip, application/zip or "
      "text/xml) in the message"},
 };
@@ -432,9 +433,9 @@ test_hostile(void **state)
         struct um_error err = {0};
         enum um_status got;
 
-        got = um_report_import_bytes(f->imp, hostile[i].name,
-                                     (const unsigned char *)hostile[i].data,
-                                     strlen(hostile[i].data), NOW, &res, &err);
+        got =
+            um_report_import_bytes(f->imp, hostile[i].name, (const unsigned char *)hostile[i].data,
+                                   strlen(hostile[i].data), NOW, &res, &err);
         if (got != hostile[i].want || strcmp(err.msg, hostile[i].msg) != 0)
             fail_msg("%s: got %s \"%s\", want %s \"%s\"", hostile[i].name, um_status_name(got),
                      err.msg, um_status_name(hostile[i].want), hostile[i].msg);
@@ -494,9 +495,9 @@ test_too_many_records(void **state)
     for (size_t i = 0; i < n; i++)
         len += (size_t)sprintf(x + len, "<record/>");
     len += (size_t)sprintf(x + len, "</feedback>");
-    assert_int_equal(um_report_import_bytes(f->imp, "many.xml", (unsigned char *)x, len, NOW,
-                                            &res, &err),
-                     UM_ELIMIT);
+    assert_int_equal(
+        um_report_import_bytes(f->imp, "many.xml", (unsigned char *)x, len, NOW, &res, &err),
+        UM_ELIMIT);
     assert_string_equal(err.msg, "many.xml: more than 100000 records");
     assert_nothing_stored(f, "too many records");
     free(x);
@@ -512,11 +513,9 @@ test_zip(void **state)
     size_t len;
 
     z = zip_stored(2, RPT_HEAD RPT_REC("192.0.2.1", 1) "</feedback>", &len);
-    assert_int_equal(um_report_import_bytes(f->imp, "two.zip", z, len, NOW, &res, &err),
-                     UM_EINVAL);
-    assert_string_equal(err.msg,
-                        "two.zip: zip archive holds 2 files; only a single report file is "
-                        "accepted");
+    assert_int_equal(um_report_import_bytes(f->imp, "two.zip", z, len, NOW, &res, &err), UM_EINVAL);
+    assert_string_equal(err.msg, "two.zip: zip archive holds 2 files; only a single report file is "
+                                 "accepted");
     assert_nothing_stored(f, "multi-file zip");
     free(z);
     /* One stored member imports. */
@@ -526,8 +525,7 @@ test_zip(void **state)
     assert_int_equal(res.records, 1);
     /* A flipped byte of the stored data fails the CRC. */
     z[40] ^= 1;
-    assert_int_equal(um_report_import_bytes(f->imp, "crc.zip", z, len, NOW, &res, &err),
-                     UM_EINVAL);
+    assert_int_equal(um_report_import_bytes(f->imp, "crc.zip", z, len, NOW, &res, &err), UM_EINVAL);
     assert_string_equal(err.msg, "crc.zip: zip member fails its CRC check");
     free(z);
 }
@@ -659,18 +657,23 @@ test_summary(void **state)
     assert_string_equal(t, "no received reports\n");
     free(t);
     /* 2023-11-14 and 2023-11-15 */
-    import_str(f, "a", SUM_HEAD("rcv.example", "a1", 1699920000, 1700006399)
-               SUM_REC("192.0.2.1", 10, "pass", "pass", "pass")
-               SUM_REC("198.51.100.7", 3, "fail", "fail", "fail")
-               "<record><row><source_ip>203.0.113.9</source_ip><count>2</count>"
-               "<policy_evaluated><dkim>pass</dkim><spf>fail</spf></policy_evaluated></row>"
-               "<identifiers><header_from>news.example.org</header_from></identifiers>"
-               "<auth_results><dkim><domain>news.example.org</domain><result>pass</result></dkim>"
-               "<spf><domain>bounce.example.net</domain><result>pass</result></spf>"
-               "</auth_results></record></feedback>");
-    import_str(f, "b", SUM_HEAD("other.example", "b1", 1700006400, 1700092799)
-               SUM_REC("192.0.2.1", 5, "pass", "fail", "pass")
-               SUM_REC("2001:db8::25", 4, "softfail", "pass", "pass") "</feedback>");
+    import_str(
+        f, "a",
+        SUM_HEAD("rcv.example", "a1", 1699920000, 1700006399) SUM_REC("192.0.2.1", 10, "pass",
+                                                                      "pass", "pass")
+            SUM_REC("198.51.100.7", 3, "fail", "fail",
+                    "fail") "<record><row><source_ip>203.0.113.9</source_ip><count>2</count>"
+                            "<policy_evaluated><dkim>pass</dkim><spf>fail</spf></"
+                            "policy_evaluated></row>"
+                            "<identifiers><header_from>news.example.org</header_from></identifiers>"
+                            "<auth_results><dkim><domain>news.example.org</domain><result>pass</"
+                            "result></dkim>"
+                            "<spf><domain>bounce.example.net</domain><result>pass</result></spf>"
+                            "</auth_results></record></feedback>");
+    import_str(f, "b",
+               SUM_HEAD("other.example", "b1", 1700006400, 1700092799)
+                   SUM_REC("192.0.2.1", 5, "pass", "fail", "pass")
+                       SUM_REC("2001:db8::25", 4, "softfail", "pass", "pass") "</feedback>");
     t = summary(f, NULL, -1);
     assert_string_equal(
         t,
@@ -692,12 +695,14 @@ test_summary(void **state)
         "  dkim          2         0\n"
         "  dmarc         2         0\n"
         "  source                                   messages  spf-pass dkim-pass dmarc-pass  new\n"
-        "  203.0.113.9                                     2         2         2          2  new\n");
+        "  203.0.113.9                                     2         2         2          2  "
+        "new\n");
     free(t);
     /* The second run has seen them all; a new report brings one new source. */
-    import_str(f, "c", SUM_HEAD("rcv.example", "c1", 1700092800, 1700179199)
-               SUM_REC("192.0.2.1", 1, "pass", "pass", "pass")
-               SUM_REC("192.0.2.99", 6, "fail", "fail", "fail") "</feedback>");
+    import_str(f, "c",
+               SUM_HEAD("rcv.example", "c1", 1700092800, 1700179199)
+                   SUM_REC("192.0.2.1", 1, "pass", "pass", "pass")
+                       SUM_REC("192.0.2.99", 6, "fail", "fail", "fail") "</feedback>");
     t = summary(f, "example.org", -1);
     assert_string_equal(
         t,
@@ -726,7 +731,8 @@ test_summary(void **state)
         "  source                                   messages  spf-pass dkim-pass dmarc-pass  new\n"
         "  192.0.2.1                                       6         6         1          6  -\n"
         "  192.0.2.99                                      6         0         0          0  new\n"
-        "  2001:db8::25                                    4         0         4          4  new\n");
+        "  2001:db8::25                                    4         0         4          4  "
+        "new\n");
     free(t);
     assert_int_equal(count_sql(f, "SELECT count(*) FROM received_seen"), 5);
 }
