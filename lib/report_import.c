@@ -626,6 +626,7 @@ ri_decode(const char *name, const unsigned char *d, size_t len, int depth, unsig
           size_t *xmllen, struct um_error *err)
 {
     size_t i = 0, used;
+    enum um_status ret;
 
     *xml = NULL;
     *xmllen = 0;
@@ -656,7 +657,12 @@ ri_decode(const char *name, const unsigned char *d, size_t len, int depth, unsig
     if (depth < 0)
         return um_error_set(err, UM_EINVAL, "%s: the attachment is neither XML, gzip nor zip",
                             name);
-    return ri_mime(name, (const char *)d, len, 0, xml, xmllen, err);
+    if ((ret = ri_mime(name, (const char *)d, len, 0, xml, xmllen, err)) == UM_ENOENT)
+        ret = um_error_set(err, UM_EINVAL,
+                           "%s: no aggregate report attachment (application/gzip, "
+                           "application/zip or text/xml) in the message",
+                           name);
+    return ret;
 }
 
 enum um_status

@@ -421,6 +421,11 @@ static const struct {
      UM_EINVAL,
      "mail without report: no aggregate report attachment (application/gzip, application/zip or "
      "text/xml) in the message"},
+    /* fuzz: a message/rfc822 part that is no message (corpus crash-rfc822-no-headers) */
+    {"rfc822 without headers",
+     "From: a@example.org\r\nContent-Type: message/rfc822\r\n\r\nno headers here\r\n", UM_EINVAL,
+     "rfc822 without headers: no aggregate report attachment (application/gzip, "
+     "application/zip or text/xml) in the message"},
 };
 
 static void
