@@ -84,6 +84,7 @@ static const char *const cfg_canons[] = {"relaxed", "simple", NULL};
 static const char *const cfg_on_error[] = {"accept", "tempfail", NULL};
 static const char *const cfg_dmarc_methods[] = {"tree-walk", "psl", NULL};
 static const char *const cfg_rl_backends[] = {"memory", "redis", NULL};
+static const char *const cfg_history_stores[] = {"sqlite", "postgresql", NULL};
 static const char *const cfg_redis_on_error[] = {"tempfail", "accept", "local", NULL};
 static const char *const cfg_reject_actions[] = {"reject", "hold", "tag", NULL};
 static const char *const cfg_quarantine_actions[] = {"hold", "tag", "reject", NULL};
@@ -263,6 +264,14 @@ static const struct cfg_item cfg_schema[] = {
      "/var/lib/unimilter/dmarc-history.sqlite",
      "SQLite file every inbound DMARC evaluation is recorded in, off the mail path (empty: "
      "none)."},
+    {.path = "reports.history_store", .kind = CFG_ENUM, .off = CO(reports.history_store),
+     .names = cfg_history_stores, .dflt = "sqlite",
+     .doc = "Where evaluations are recorded and `unimilter report` reads them: sqlite "
+            "(history_file, this host) or postgresql (reports.postgresql, shared by several MX "
+            "hosts)."},
+    {"reports.postgresql", CFG_OSTRING, CO(reports.postgresql), 0, 0, 0, NULL, "",
+     "libpq connection string of the shared history database for history_store postgresql "
+     "(\"host=/run/postgresql dbname=unimilter\")."},
     {"reports.history_queue", CFG_INT, CO(reports.history_queue), 0, 1, 1000000, "records",
      "100000",
      "Evaluations waiting for the writer at most; beyond that they are dropped and counted, "
@@ -1071,6 +1080,7 @@ um_config_unref(struct um_config *cfg)
     cfg_strarray_free(cfg->dkim_sign.headers, cfg->dkim_sign.nheaders);
     free(cfg->inbound.psl_file);
     free(cfg->reports.history_file);
+    free(cfg->reports.postgresql);
     free(cfg->reports.org_name);
     free(cfg->reports.email);
     free(cfg->reports.receiver);

@@ -130,6 +130,8 @@ struct um_config {
 
     struct {
         char *history_file; /* NULL: DMARC evaluations are not recorded */
+        int history_store;  /* 0 sqlite (history_file), 1 postgresql (postgresql) */
+        char *postgresql;   /* libpq conninfo; NULL when unset */
         int history_queue;  /* records waiting for the writer, at most */
         int retention_days; /* `unimilter report` deletes older evaluations (0: never) */
         char *org_name;     /* report_metadata/org_name; NULL: reports cannot be sent */

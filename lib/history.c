@@ -1,5 +1,5 @@
 /*
- * history.c - DMARC evaluation history: bounded queue, one SQLite writer thread
+ * history.c - DMARC evaluation history: bounded queue, one writer thread (SQLite or PostgreSQL)
  *
  * Design note. The milter thread that finished a message must not wait for a disk, so
  * um_history_record() only mallocs a copy and appends its pointer to a ring of queue_max
@@ -20,6 +20,15 @@
  * most UM_HISTORY_BUSY_MS on a locked database. At close the writer drains until the queue
  * is empty or the deadline passes (checked between batches, so the bound is drain_ms plus
  * one batch); whatever is left is dropped and counted.
+ *
+ * PostgreSQL (several MX hosts, one database) takes the same path with libpq: BEGIN, one
+ * INSERT ... RETURNING id per record plus its DKIM rows, COMMIT; statement_timeout bounds
+ * each statement. A connection that breaks fails its batch and is dropped; the next batch
+ * reconnects, and after a failed attempt the writer waits 1, 2, 4 ... 60 s before trying
+ * again, failing (counting) the batches that come meanwhile at once rather than sleeping, so
+ * a dead server costs records, never a growing backlog or a stuck shutdown. XXX: a connect
+ * to an unreachable host still blocks the writer up to connect_timeout (10 s); the queue
+ * absorbs that. The connection string is never written into a message (passwords).
  */
 #include "history.h"
 
@@ -30,7 +39,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
+
+#define HISTORY_PG_LOCK "7586131" /* advisory lock key for schema creation ("um" history) */
 
 struct um_history {
     pthread_mutex_t lock;
@@ -43,44 +55,63 @@ struct um_history {
     void *on_error_arg;
     struct um_history_stats st; /* queued is computed from count */
     /* Writer-thread only after open. */
+    enum um_history_store store;
     sqlite3 *db;
     sqlite3_stmt *ins_eval, *ins_dkim;
+    PGconn *pg;
+    unsigned pg_backoff; /* seconds; 0 after a good connection */
+    time_t pg_retry_at;  /* CLOCK_MONOTONIC seconds: no connection attempt before */
+    char *conninfo;      /* PostgreSQL: the connection string (never logged) */
     pthread_t writer;
-    char *path;
+    char *path; /* in messages: the file, or "postgresql" */
 };
+
+/* The columns after ts, shared by both stores' CREATE TABLE evaluations. */
+#define HISTORY_EVAL_COLUMNS                                                                       \
+    " source_ip TEXT NOT NULL,"                                                                    \
+    " header_from TEXT NOT NULL,"                                                                  \
+    " envelope_from TEXT NOT NULL,"                                                                \
+    " envelope_to TEXT NOT NULL,"                                                                  \
+    " spf_result TEXT NOT NULL,"                                                                   \
+    " spf_scope TEXT NOT NULL,"                                                                    \
+    " spf_domain TEXT NOT NULL,"                                                                   \
+    " ndkim_extra INTEGER NOT NULL,"                                                               \
+    " dmarc_result TEXT NOT NULL,"                                                                 \
+    " dkim_aligned INTEGER NOT NULL,"                                                              \
+    " spf_aligned INTEGER NOT NULL,"                                                               \
+    " method TEXT NOT NULL,"                                                                       \
+    " policy_domain TEXT NOT NULL,"                                                                \
+    " p TEXT, sp TEXT, np TEXT, adkim TEXT, aspf TEXT, pct INTEGER, t TEXT, psd TEXT,"             \
+    " rua INTEGER NOT NULL,"                                                                       \
+    " disposition TEXT NOT NULL,"                                                                  \
+    " override TEXT NOT NULL,"                                                                     \
+    " override_comment TEXT NOT NULL);"                                                            \
+    "CREATE INDEX IF NOT EXISTS evaluations_policy_ts ON evaluations (policy_domain, ts);"         \
+    "CREATE INDEX IF NOT EXISTS evaluations_ts ON evaluations (ts);"
+#define HISTORY_DKIM_COLUMNS                                                                       \
+    " idx INTEGER NOT NULL,"                                                                       \
+    " domain TEXT NOT NULL,"                                                                       \
+    " selector TEXT NOT NULL,"                                                                     \
+    " result TEXT NOT NULL,"                                                                       \
+    " PRIMARY KEY (eval_id, idx));"
 
 static const char history_schema[] =
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS evaluations ("
     " id INTEGER PRIMARY KEY,"
-    " ts INTEGER NOT NULL,"
-    " source_ip TEXT NOT NULL,"
-    " header_from TEXT NOT NULL,"
-    " envelope_from TEXT NOT NULL,"
-    " envelope_to TEXT NOT NULL,"
-    " spf_result TEXT NOT NULL,"
-    " spf_scope TEXT NOT NULL,"
-    " spf_domain TEXT NOT NULL,"
-    " ndkim_extra INTEGER NOT NULL,"
-    " dmarc_result TEXT NOT NULL,"
-    " dkim_aligned INTEGER NOT NULL,"
-    " spf_aligned INTEGER NOT NULL,"
-    " method TEXT NOT NULL,"
-    " policy_domain TEXT NOT NULL,"
-    " p TEXT, sp TEXT, np TEXT, adkim TEXT, aspf TEXT, pct INTEGER, t TEXT, psd TEXT,"
-    " rua INTEGER NOT NULL,"
-    " disposition TEXT NOT NULL,"
-    " override TEXT NOT NULL,"
-    " override_comment TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS evaluations_policy_ts ON evaluations (policy_domain, ts);"
-    "CREATE INDEX IF NOT EXISTS evaluations_ts ON evaluations (ts);"
-    "CREATE TABLE IF NOT EXISTS evaluation_dkim ("
-    " eval_id INTEGER NOT NULL,"
-    " idx INTEGER NOT NULL,"
-    " domain TEXT NOT NULL,"
-    " selector TEXT NOT NULL,"
-    " result TEXT NOT NULL,"
-    " PRIMARY KEY (eval_id, idx));";
+    " ts INTEGER NOT NULL," HISTORY_EVAL_COLUMNS "CREATE TABLE IF NOT EXISTS evaluation_dkim ("
+    " eval_id INTEGER NOT NULL," HISTORY_DKIM_COLUMNS;
+
+/* PostgreSQL: the same tables; 64-bit ids from a sequence, 64-bit times. The advisory lock
+ * (held to COMMIT) serialises MX hosts that start together: concurrent CREATE TABLE IF NOT
+ * EXISTS can otherwise fail on the catalog's unique index. */
+static const char history_pg_schema[] =
+    "SELECT pg_advisory_xact_lock(" HISTORY_PG_LOCK ");"
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS evaluations ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " ts BIGINT NOT NULL," HISTORY_EVAL_COLUMNS "CREATE TABLE IF NOT EXISTS evaluation_dkim ("
+    " eval_id BIGINT NOT NULL," HISTORY_DKIM_COLUMNS;
 
 static const char history_ins_eval[] =
     "INSERT INTO evaluations (ts, source_ip, header_from, envelope_from, envelope_to,"
@@ -89,6 +120,14 @@ static const char history_ins_eval[] =
     " override_comment) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 static const char history_ins_dkim[] =
     "INSERT INTO evaluation_dkim (eval_id, idx, domain, selector, result) VALUES (?,?,?,?,?)";
+static const char history_pg_ins_eval[] =
+    "INSERT INTO evaluations (ts, source_ip, header_from, envelope_from, envelope_to,"
+    " spf_result, spf_scope, spf_domain, ndkim_extra, dmarc_result, dkim_aligned, spf_aligned,"
+    " method, policy_domain, p, sp, np, adkim, aspf, pct, t, psd, rua, disposition, override,"
+    " override_comment) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,"
+    "$18,$19,$20,$21,$22,$23,$24,$25,$26) RETURNING id";
+static const char history_pg_ins_dkim[] =
+    "INSERT INTO evaluation_dkim (eval_id, idx, domain, selector, result) VALUES ($1,$2,$3,$4,$5)";
 
 const char *
 um_history_override_name(enum um_history_override o)
@@ -213,7 +252,7 @@ history_report(struct um_history *h, const char *msg)
 
 /* Writes one batch in one transaction; returns true when it was committed. */
 static bool
-history_write_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
+history_sqlite_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
 {
     char msg[512];
     const char *what = "begin";
@@ -237,6 +276,259 @@ history_write_batch(struct um_history *h, struct um_history_rec **batch, size_t 
     (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
     history_report(h, msg);
     return false;
+}
+
+/* --- PostgreSQL ------------------------------------------------------------------------------ */
+
+static time_t
+history_mono_sec(void)
+{
+    struct timespec now;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec;
+}
+
+/* libpq's message without its trailing newline, into buf. */
+static const char *
+history_pg_errmsg(PGconn *pg, char *buf, size_t len)
+{
+    size_t n;
+
+    (void)snprintf(buf, len, "%s", pg != NULL ? PQerrorMessage(pg) : "out of memory");
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    return buf;
+}
+
+/* NOTICEs ("relation ... already exists, skipping") are not failures: dropped. */
+static void
+history_pg_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* Runs sql; true when it returned want. On false, why holds libpq's message. */
+static bool
+history_pg_exec(PGconn *pg, const char *sql, ExecStatusType want, char *why, size_t len)
+{
+    PGresult *res = PQexec(pg, sql);
+    bool ok = res != NULL && PQresultStatus(res) == want;
+
+    if (!ok)
+        (void)history_pg_errmsg(pg, why, len);
+    PQclear(res);
+    return ok;
+}
+
+/* Creates or checks the schema: 1 done, 0 failed (why set), -1 the schema is newer. */
+static int
+history_pg_schema_check(struct um_history *h, char *why, size_t len)
+{
+    PGresult *res;
+    int version = -1;
+
+    if (!history_pg_exec(h->pg, "BEGIN", PGRES_COMMAND_OK, why, len))
+        return 0;
+    if (!history_pg_exec(h->pg, history_pg_schema, PGRES_COMMAND_OK, why, len))
+        goto fail;
+    res = PQexec(h->pg, "SELECT max(version) FROM schema_version");
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        (void)history_pg_errmsg(h->pg, why, len);
+        PQclear(res);
+        goto fail;
+    }
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        version = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (version > UM_HISTORY_SCHEMA_VERSION) {
+        (void)snprintf(why, len, "schema version %d is newer than this program's %d", version,
+                       UM_HISTORY_SCHEMA_VERSION);
+        char ignore[8];
+        (void)history_pg_exec(h->pg, "ROLLBACK", PGRES_COMMAND_OK, ignore, sizeof(ignore));
+        return -1;
+    }
+    if (version < 0
+        && !history_pg_exec(h->pg, "INSERT INTO schema_version (version) VALUES (1)",
+                            PGRES_COMMAND_OK, why, len))
+        goto fail;
+    if (history_pg_exec(h->pg, "COMMIT", PGRES_COMMAND_OK, why, len))
+        return 1;
+fail : {
+    char ignore[8];
+    (void)history_pg_exec(h->pg, "ROLLBACK", PGRES_COMMAND_OK, ignore, sizeof(ignore));
+    return 0;
+}
+}
+
+/* Connected with the schema checked: 1; 0 not now (why set; the next attempt waits for the
+ * backoff); -1 the schema is newer than ours. Writer thread (or open, before it starts). */
+static int
+history_pg_connect(struct um_history *h, char *why, size_t len)
+{
+    static const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *vals[] = {"10", h->conninfo, NULL};
+    char msg[400];
+    time_t now = history_mono_sec();
+    int ok;
+
+    if (h->pg != NULL && PQstatus(h->pg) == CONNECTION_OK)
+        return 1;
+    if (h->pg_backoff > 0 && now < h->pg_retry_at) {
+        (void)snprintf(why, len, "not connected (next attempt in %lld s)",
+                       (long long)(h->pg_retry_at - now));
+        return 0;
+    }
+    PQfinish(h->pg);
+    /* expand_dbname: the connection string is expanded in place of dbname, so its own
+     * connect_timeout, if any, overrides ours. */
+    h->pg = PQconnectdbParams(keys, vals, 1);
+    if (h->pg != NULL)
+        (void)PQsetNoticeProcessor(h->pg, history_pg_notice, NULL);
+    ok = h->pg != NULL && PQstatus(h->pg) == CONNECTION_OK ? 1 : 0;
+    if (!ok) {
+        (void)snprintf(why, len, "connect: %s", history_pg_errmsg(h->pg, msg, sizeof(msg)));
+    } else {
+        char set[64];
+        (void)snprintf(set, sizeof(set), "SET statement_timeout = %d", UM_HISTORY_PG_TIMEOUT_MS);
+        if (!history_pg_exec(h->pg, set, PGRES_COMMAND_OK, msg, sizeof(msg))) {
+            (void)snprintf(why, len, "setup: %s", msg);
+            ok = 0;
+        } else if ((ok = history_pg_schema_check(h, msg, sizeof(msg))) != 1) {
+            (void)snprintf(why, len, "schema: %s", msg);
+        }
+    }
+    if (ok == 1) {
+        h->pg_backoff = 0;
+        return 1;
+    }
+    PQfinish(h->pg);
+    h->pg = NULL;
+    h->pg_backoff = h->pg_backoff == 0 ? 1 : h->pg_backoff * 2;
+    if (h->pg_backoff > UM_HISTORY_PG_BACKOFF_MAX)
+        h->pg_backoff = UM_HISTORY_PG_BACKOFF_MAX;
+    h->pg_retry_at = history_mono_sec() + (time_t)h->pg_backoff;
+    return ok;
+}
+
+/* One record in the open transaction; false with why set. */
+static bool
+history_pg_insert(struct um_history *h, const struct um_history_rec *r, char *why, size_t len)
+{
+    char ts[24], extra[24], dkal[4], spal[4], pct[16], rua[4], adkim[2], aspf[2], t[2], psd[2];
+    char id[24], idx[24];
+    const char *v[26];
+    PGresult *res;
+    int i = 0;
+
+    (void)snprintf(ts, sizeof(ts), "%lld", (long long)r->time);
+    (void)snprintf(extra, sizeof(extra), "%zu", r->ndkim_extra);
+    (void)snprintf(dkal, sizeof(dkal), "%d", r->dkim_aligned ? 1 : 0);
+    (void)snprintf(spal, sizeof(spal), "%d", r->spf_aligned ? 1 : 0);
+    (void)snprintf(pct, sizeof(pct), "%d", r->pct);
+    (void)snprintf(rua, sizeof(rua), "%d", r->rua ? 1 : 0);
+    adkim[0] = r->adkim, aspf[0] = r->aspf, t[0] = r->t, psd[0] = r->psd;
+    adkim[1] = aspf[1] = t[1] = psd[1] = '\0';
+    v[i++] = ts;
+    v[i++] = r->source_ip;
+    v[i++] = r->header_from;
+    v[i++] = r->envelope_from;
+    v[i++] = r->envelope_to;
+    v[i++] = um_auth_name(r->spf_result);
+    v[i++] = r->spf_scope == UM_HISTORY_SPF_HELO ? "helo" : "mfrom";
+    v[i++] = r->spf_domain;
+    v[i++] = extra;
+    v[i++] = um_dmarc_result_name(r->dmarc_result);
+    v[i++] = dkal;
+    v[i++] = spal;
+    v[i++] = r->method == UM_DMARC_METHOD_PSL ? "psl" : "treewalk";
+    v[i++] = r->policy_domain;
+    v[i++] = history_policy_word(r->p);
+    v[i++] = history_policy_word(r->sp);
+    v[i++] = history_policy_word(r->np);
+    v[i++] = r->adkim != 0 ? adkim : NULL;
+    v[i++] = r->aspf != 0 ? aspf : NULL;
+    v[i++] = pct;
+    v[i++] = r->t != 0 ? t : NULL;
+    v[i++] = r->psd != 0 ? psd : NULL;
+    v[i++] = rua;
+    v[i++] = r->disposition == UM_DMARC_POLICY_REJECT       ? "reject"
+             : r->disposition == UM_DMARC_POLICY_QUARANTINE ? "quarantine"
+                                                            : "none";
+    v[i++] = um_history_override_name(r->override);
+    v[i++] = r->override_comment;
+    res = PQexecParams(h->pg, history_pg_ins_eval, i, NULL, v, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        (void)history_pg_errmsg(h->pg, why, len);
+        PQclear(res);
+        return false;
+    }
+    (void)snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    for (size_t k = 0; k < r->ndkim && k < UM_HISTORY_MAX_DKIM; k++) {
+        const char *dv[5] = {id, idx, r->dkim[k].domain, r->dkim[k].selector,
+                             um_auth_name(r->dkim[k].result)};
+        (void)snprintf(idx, sizeof(idx), "%zu", k);
+        res = PQexecParams(h->pg, history_pg_ins_dkim, 5, NULL, dv, NULL, NULL, 0);
+        if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            (void)history_pg_errmsg(h->pg, why, len);
+            PQclear(res);
+            return false;
+        }
+        PQclear(res);
+    }
+    return true;
+}
+
+/* As history_sqlite_batch(), into PostgreSQL; (re)connects first. A connection that broke
+ * is dropped, so the next batch reconnects. */
+static bool
+history_pg_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
+{
+    char msg[700], why[500] = "";
+    const char *what = NULL; /* NULL: (re)connecting, why says how */
+    bool ok = false;
+
+    if (history_pg_connect(h, why, sizeof(why)) == 1) {
+        what = "begin";
+        if (history_pg_exec(h->pg, "BEGIN", PGRES_COMMAND_OK, why, sizeof(why))) {
+            what = "insert";
+            ok = true;
+            for (size_t i = 0; i < n && ok; i++)
+                ok = history_pg_insert(h, batch[i], why, sizeof(why));
+            if (ok) {
+                what = "commit";
+                ok = history_pg_exec(h->pg, "COMMIT", PGRES_COMMAND_OK, why, sizeof(why));
+            }
+            if (!ok) {
+                char ignore[8];
+                (void)history_pg_exec(h->pg, "ROLLBACK", PGRES_COMMAND_OK, ignore, sizeof(ignore));
+            }
+        }
+        if (!ok && PQstatus(h->pg) != CONNECTION_OK) {
+            PQfinish(h->pg);
+            h->pg = NULL;
+        }
+    }
+    if (ok)
+        return true;
+    if (what == NULL)
+        (void)snprintf(msg, sizeof(msg), "history: %s: %s (%zu records lost)", h->path, why, n);
+    else
+        (void)snprintf(msg, sizeof(msg), "history: %s: %s: %s (%zu records lost)", h->path, what,
+                       why, n);
+    history_report(h, msg);
+    return false;
+}
+
+static bool
+history_write_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
+{
+    if (h->store == UM_HISTORY_STORE_POSTGRESQL)
+        return history_pg_batch(h, batch, n);
+    return history_sqlite_batch(h, batch, n);
 }
 
 static bool
@@ -357,6 +649,8 @@ history_free(struct um_history *h)
 {
     if (h == NULL)
         return;
+    PQfinish(h->pg);
+    free(h->conninfo);
     (void)sqlite3_finalize(h->ins_eval);
     (void)sqlite3_finalize(h->ins_dkim);
     if (h->db != NULL)
@@ -373,6 +667,25 @@ history_free(struct um_history *h)
 enum um_status
 um_history_open(const char *path, size_t queue_max, struct um_history **out, struct um_error *err)
 {
+    return um_history_open_store(UM_HISTORY_STORE_SQLITE, path, queue_max, out, err);
+}
+
+/* PostgreSQL at open: connected and the schema checked, or an error. */
+static enum um_status
+history_pg_open(struct um_history *h, struct um_error *err)
+{
+    char why[500];
+    int rc = history_pg_connect(h, why, sizeof(why));
+
+    if (rc == 1)
+        return UM_OK;
+    return um_error_set(err, UM_EIO, "history: postgresql: %s", why);
+}
+
+enum um_status
+um_history_open_store(enum um_history_store store, const char *path, size_t queue_max,
+                      struct um_history **out, struct um_error *err)
+{
     struct um_history *h;
     pthread_condattr_t ca;
     enum um_status st;
@@ -380,8 +693,12 @@ um_history_open(const char *path, size_t queue_max, struct um_history **out, str
     if (out == NULL)
         return um_error_set(err, UM_EINVAL, "history: no output");
     *out = NULL;
+    if (store != UM_HISTORY_STORE_SQLITE && store != UM_HISTORY_STORE_POSTGRESQL)
+        return um_error_set(err, UM_EINVAL, "history: unknown store %d", (int)store);
     if (path == NULL || path[0] == '\0')
-        return um_error_set(err, UM_EINVAL, "history: empty database path");
+        return um_error_set(err, UM_EINVAL, "history: empty %s",
+                            store == UM_HISTORY_STORE_SQLITE ? "database path"
+                                                             : "PostgreSQL connection string");
     if (queue_max == 0 || queue_max > UM_HISTORY_QUEUE_MAX)
         return um_error_set(err, UM_EINVAL, "history: queue size %zu not in 1..%d", queue_max,
                             UM_HISTORY_QUEUE_MAX);
@@ -393,12 +710,15 @@ um_history_open(const char *path, size_t queue_max, struct um_history **out, str
     pthread_cond_init(&h->wake, &ca);
     pthread_condattr_destroy(&ca);
     h->cap = queue_max;
-    if ((h->path = strdup(path)) == NULL
+    h->store = store;
+    if ((h->path = strdup(store == UM_HISTORY_STORE_SQLITE ? path : "postgresql")) == NULL
+        || (store == UM_HISTORY_STORE_POSTGRESQL && (h->conninfo = strdup(path)) == NULL)
         || (h->ring = calloc(queue_max, sizeof(*h->ring))) == NULL) {
         history_free(h);
         return um_error_set(err, UM_ENOMEM, "history: out of memory");
     }
-    if ((st = history_db_open(h, err)) != UM_OK) {
+    st = store == UM_HISTORY_STORE_SQLITE ? history_db_open(h, err) : history_pg_open(h, err);
+    if (st != UM_OK) {
         history_free(h);
         return st;
     }

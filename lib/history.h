@@ -16,11 +16,19 @@
  *              a time and inserts them in one transaction. A full queue drops the record
  *              (counted); a failing store loses the batch (counted as failed, one error
  *              reported through the callback). Mail is never delayed or failed by history.
- * STORE        One SQLite file in WAL mode (readers such as `unimilter report` run beside the
+ * STORE        UM_HISTORY_STORE_SQLITE (um_history_open()): one SQLite file in WAL mode (readers such as `unimilter report` run beside the
  *              writer), busy_timeout UM_HISTORY_BUSY_MS. Tables: schema_version(version),
  *              evaluations (one row per record), evaluation_dkim (its DKIM results, by
  *              evaluation id). The schema is created when missing; a file whose
  *              schema_version is newer than UM_HISTORY_SCHEMA_VERSION is refused.
+ *              UM_HISTORY_STORE_POSTGRESQL (um_history_open_store(), target a libpq
+ *              connection string): the same tables in one PostgreSQL database that several
+ *              MX hosts write into (ids from a sequence), created when missing under an
+ *              advisory lock. One transaction per batch; statements time out after
+ *              UM_HISTORY_PG_TIMEOUT_MS. A lost connection fails the batch in hand (counted
+ *              and reported like any store failure); the writer reconnects before the next
+ *              batch, waiting 1, 2, 4 ... UM_HISTORY_PG_BACKOFF_MAX seconds between failed
+ *              attempts, and fails the batches that arrive meanwhile without waiting.
  * THREADS      um_history_record() and um_history_stats() are safe from any thread; their
  *              one mutex is a leaf held only to move a pointer. The error callback runs on
  *              the writer thread, with no lock held. um_history_close() must not run
@@ -29,7 +37,9 @@
  *              The record is copied (all its strings are fixed arrays).
  * ERRORS       um_history_open(): UM_EINVAL bad arguments; UM_EIO the database cannot be
  *              opened, created or written ("history: /x/y.db: unable to open database
- *              file"), or its schema is newer; UM_ENOMEM; UM_ETEMP no writer thread.
+ *              file"; "history: postgresql: connect: ..."; the connection string itself is
+ *              never quoted, it may hold a password), or its schema is newer; UM_ENOMEM;
+ *              UM_ETEMP no writer thread. PostgreSQL must be reachable at open.
  * LIMITS       At most queue_max (1..UM_HISTORY_QUEUE_MAX) records waiting; each takes about
  *              sizeof(struct um_history_rec) (~5 KB) of heap while queued. At most
  *              UM_HISTORY_MAX_DKIM DKIM results per record (the rest are counted in
@@ -51,11 +61,18 @@
 #define UM_HISTORY_QUEUE_MAX      1000000
 #define UM_HISTORY_BATCH          256
 #define UM_HISTORY_BUSY_MS        2000
+#define UM_HISTORY_PG_TIMEOUT_MS  10000 /* statement_timeout; connect_timeout 10 s */
+#define UM_HISTORY_PG_BACKOFF_MAX 60    /* seconds between reconnection attempts, at most */
 #define UM_HISTORY_DOMAIN_MAX     UM_DMARC_DOMAIN_MAX /* 253 + NUL */
 #define UM_HISTORY_SELECTOR_MAX   64                  /* one DNS label + NUL */
 #define UM_HISTORY_IP_MAX         46                  /* INET6_ADDRSTRLEN */
 
 struct um_history;
+
+enum um_history_store {
+    UM_HISTORY_STORE_SQLITE = 0, /* target: a file path or "file:" URI */
+    UM_HISTORY_STORE_POSTGRESQL, /* target: a libpq connection string */
+};
 
 /* Why the disposition applied differs from what the policy asked (RFC 9990 reason type;
  * RFC 7489 adds sampled_out). */
@@ -125,6 +142,12 @@ typedef void um_history_error_fn(void *arg, const char *msg);
 /* Opens (creating when missing) the database and starts the writer. May block on the file. */
 UM_NODISCARD enum um_status um_history_open(const char *path, size_t queue_max,
                                             struct um_history **out, struct um_error *err);
+/* The same with the store chosen: um_history_open() is UM_HISTORY_STORE_SQLITE. For
+ * PostgreSQL, blocks until connected and the schema checked (connect_timeout 10 s unless
+ * target says otherwise). */
+UM_NODISCARD enum um_status um_history_open_store(enum um_history_store store, const char *target,
+                                                  size_t queue_max, struct um_history **out,
+                                                  struct um_error *err);
 /* Where store failures go; NULL fn drops them (they are still counted). */
 void um_history_on_error(struct um_history *h, um_history_error_fn *fn, void *arg);
 /* Queues a copy of rec. Never blocks on I/O: false when it was dropped (queue full, closing,

@@ -20,6 +20,12 @@
  * the evaluation path (lib/dmarc) exposes no rua text, the daily fetch is one query per
  * domain, and the domain owner's current addresses are the ones that want the report.
  *
+ * The store is SQLite or the PostgreSQL database several MX hosts share (lib/history.h). The
+ * few queries above run through rq_*(), which binds typed parameters (SQLite) or sends them
+ * as text (libpq) and reads columns as text or integers; each query has a PostgreSQL text
+ * written to give the same rows in the same order (bytewise collation, NULLs first), so the
+ * XML is identical for identical rows.
+ *
  * sendmail gets the message over a socketpair written with MSG_NOSIGNAL, so a child that
  * exits early cannot kill us with SIGPIPE and no signal disposition is touched.
  */
@@ -39,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <zlib.h>
 
@@ -64,8 +71,24 @@ struct period {
 struct report_run {
     const struct um_report_opts *o;
     struct um_report_stats *st;
-    sqlite3 *db;
+    sqlite3 *db; /* one of db and pg is open */
+    PGconn *pg;
     char receiver[256];
+    char pgerr[300];
+};
+
+/* A query's parameter: text when s is not NULL, else the integer i. */
+struct rparam {
+    const char *s;
+    int64_t i;
+};
+
+/* One query over either store: rows are read with rq_step() and rq_text()/rq_int(). */
+struct rq {
+    struct report_run *r;
+    sqlite3_stmt *st;
+    PGresult *res;
+    int row, nrows;
 };
 
 static const char report_schema[] = "CREATE TABLE IF NOT EXISTS reports_sent ("
@@ -76,6 +99,16 @@ static const char report_schema[] = "CREATE TABLE IF NOT EXISTS reports_sent ("
                                     " last_error TEXT NOT NULL DEFAULT '',"
                                     " updated INTEGER NOT NULL,"
                                     " PRIMARY KEY (policy_domain, begin))";
+static const char report_pg_schema[] = "CREATE TABLE IF NOT EXISTS reports_sent ("
+                                       " policy_domain TEXT NOT NULL,"
+                                       " begin BIGINT NOT NULL,"
+                                       " state TEXT NOT NULL,"
+                                       " attempts INTEGER NOT NULL DEFAULT 0,"
+                                       " last_error TEXT NOT NULL DEFAULT '',"
+                                       " updated BIGINT NOT NULL,"
+                                       " PRIMARY KEY (policy_domain, begin))";
+/* Session advisory lock: one `unimilter report` at a time on a shared database. */
+#define REPORT_PG_LOCK "7586132"
 
 /* --- small helpers ------------------------------------------------------------------------ */
 
@@ -169,11 +202,150 @@ static void UM_PRINTF(2, 3) report_log(const struct report_run *r, const char *f
     r->o->log(r->o->log_arg, line);
 }
 
+/* --- the store: SQLite or PostgreSQL, the few queries this file needs ----------------------- */
+
 static const char *
-col(sqlite3_stmt *st, int i)
+rdb_errmsg(struct report_run *r)
 {
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s != NULL ? (const char *)s : "";
+    size_t n;
+
+    if (r->pg == NULL)
+        return r->db != NULL ? sqlite3_errmsg(r->db) : "out of memory";
+    (void)snprintf(r->pgerr, sizeof(r->pgerr), "%s", PQerrorMessage(r->pg));
+    n = strlen(r->pgerr);
+    while (n > 0 && (r->pgerr[n - 1] == '\n' || r->pgerr[n - 1] == '\r'))
+        r->pgerr[--n] = '\0';
+    return r->pgerr;
+}
+
+/* NOTICEs ("relation ... already exists, skipping") are not failures: dropped. */
+static void
+report_pg_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* Runs a statement that returns no rows; true on success. */
+static bool
+rdb_exec(struct report_run *r, const char *lite, const char *pg)
+{
+    PGresult *res;
+    bool ok;
+
+    if (r->pg == NULL)
+        return sqlite3_exec(r->db, lite, NULL, NULL, NULL) == SQLITE_OK;
+    res = PQexec(r->pg, pg);
+    ok = res != NULL
+         && (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+    return ok;
+}
+
+/* Prepares and runs (PostgreSQL) or prepares and binds (SQLite); false on error. */
+static bool
+rq_open(struct report_run *r, struct rq *q, const char *lite, const char *pg,
+        const struct rparam *pv, int n)
+{
+    memset(q, 0, sizeof(*q));
+    q->r = r;
+    q->row = -1;
+    if (r->pg == NULL) {
+        if (sqlite3_prepare_v2(r->db, lite, -1, &q->st, NULL) != SQLITE_OK)
+            return false;
+        for (int i = 0; i < n; i++) {
+            if (pv[i].s != NULL)
+                (void)sqlite3_bind_text(q->st, i + 1, pv[i].s, -1, SQLITE_STATIC);
+            else
+                (void)sqlite3_bind_int64(q->st, i + 1, pv[i].i);
+        }
+        return true;
+    } else {
+        char num[4][24];
+        const char *v[8];
+        int k = 0;
+        if (n > 8)
+            return false;
+        for (int i = 0; i < n; i++) {
+            if (pv[i].s != NULL) {
+                v[i] = pv[i].s;
+            } else {
+                if (k == 4)
+                    return false;
+                (void)snprintf(num[k], sizeof(num[k]), "%lld", (long long)pv[i].i);
+                v[i] = num[k++];
+            }
+        }
+        q->res = PQexecParams(r->pg, pg, n, NULL, v, NULL, NULL, 0);
+        if (q->res == NULL
+            || (PQresultStatus(q->res) != PGRES_TUPLES_OK
+                && PQresultStatus(q->res) != PGRES_COMMAND_OK))
+            return false;
+        q->nrows = PQntuples(q->res);
+        return true;
+    }
+}
+
+/* 1 a row, 0 no more, -1 error. */
+static int
+rq_step(struct rq *q)
+{
+    if (q->st != NULL) {
+        int rc = sqlite3_step(q->st);
+        return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    }
+    if (q->res == NULL)
+        return -1;
+    if (q->row + 1 >= q->nrows)
+        return 0;
+    q->row++;
+    return 1;
+}
+
+static bool
+rq_isnull(const struct rq *q, int i)
+{
+    if (q->st != NULL)
+        return sqlite3_column_type(q->st, i) == SQLITE_NULL;
+    return PQgetisnull(q->res, q->row, i) != 0;
+}
+
+static const char *
+rq_text(const struct rq *q, int i)
+{
+    const char *s;
+
+    if (q->st != NULL)
+        s = (const char *)sqlite3_column_text(q->st, i);
+    else
+        s = PQgetisnull(q->res, q->row, i) ? NULL : PQgetvalue(q->res, q->row, i);
+    return s != NULL ? s : "";
+}
+
+static int64_t
+rq_int(const struct rq *q, int i)
+{
+    if (q->st != NULL)
+        return sqlite3_column_int64(q->st, i);
+    return strtoll(rq_text(q, i), NULL, 10);
+}
+
+/* Rows changed by the DML statement just run. */
+static uint64_t
+rq_changes(const struct rq *q)
+{
+    if (q->st != NULL)
+        return (uint64_t)sqlite3_changes(q->r->db);
+    return strtoull(PQcmdTuples(q->res), NULL, 10);
+}
+
+static void
+rq_close(struct rq *q)
+{
+    (void)sqlite3_finalize(q->st);
+    PQclear(q->res);
+    q->st = NULL;
+    q->res = NULL;
 }
 
 /* FNV-1a 64: a stable, alphanumeric report id for (receiver, domain, begin). */
@@ -455,8 +627,8 @@ report_external_ok(struct report_run *r, const char *policy_domain, const char *
 static enum um_status
 report_sql_error(struct report_run *r, const char *what, struct um_error *err)
 {
-    return um_error_set(err, UM_EIO, "report: %s: %s: %s", r->o->db_path, what,
-                        sqlite3_errmsg(r->db));
+    return um_error_set(err, UM_EIO, "report: %s: %s: %s",
+                        r->pg != NULL ? "postgresql" : r->o->db_path, what, rdb_errmsg(r));
 }
 
 static const char report_rows_sql[] =
@@ -472,6 +644,25 @@ static const char report_policy_sql[] =
     "SELECT p, sp, np, adkim, aspf, t, psd, method FROM evaluations"
     " WHERE policy_domain = ?1 AND ts >= ?2 AND ts < ?3 AND rua ORDER BY ts DESC, id DESC"
     " LIMIT 1";
+
+/* PostgreSQL: the same results. The DKIM string is computed per row before grouping (a
+ * correlated subquery may not use an ungrouped column there), string_agg for group_concat,
+ * and the order made SQLite's: bytewise text, NULL (no DKIM) first. */
+static const char report_pg_rows_sql[] =
+    "SELECT e.source_ip, e.header_from, e.envelope_from, e.disposition, e.dkim_aligned,"
+    " e.spf_aligned, e.override, e.override_comment, e.spf_domain, e.spf_scope, e.spf_result,"
+    " e.dk, count(*) AS n FROM (SELECT v.*, (SELECT string_agg(d.domain || chr(31) ||"
+    " d.selector || chr(31) || d.result, chr(30) ORDER BY d.idx) FROM evaluation_dkim d"
+    " WHERE d.eval_id = v.id) AS dk FROM evaluations v WHERE v.policy_domain = $1 AND"
+    " v.ts >= $2::bigint AND v.ts < $3::bigint AND v.rua <> 0) e"
+    " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ORDER BY n DESC,"
+    " e.source_ip COLLATE \"C\", e.header_from COLLATE \"C\", e.envelope_from COLLATE \"C\","
+    " e.dk COLLATE \"C\" NULLS FIRST";
+
+static const char report_pg_policy_sql[] =
+    "SELECT p, sp, np, adkim, aspf, t, psd, method FROM evaluations"
+    " WHERE policy_domain = $1 AND ts >= $2::bigint AND ts < $3::bigint AND rua <> 0"
+    " ORDER BY ts DESC, id DESC LIMIT 1";
 
 static void
 report_dkim_xml(struct rbuf *b, const char *list)
@@ -502,7 +693,8 @@ static enum um_status
 report_xml(struct report_run *r, const struct period *p, const char *rid, struct rbuf *b,
            unsigned *nrec, struct um_error *err)
 {
-    sqlite3_stmt *st = NULL;
+    const struct rparam pv[] = {{.s = p->domain}, {.i = p->begin}, {.i = p->begin + UM_REPORT_DAY}};
+    struct rq q;
     enum um_status ret = UM_OK;
 
     *nrec = 0;
@@ -516,71 +708,72 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
            "</date_range>\n  </report_metadata>\n",
            (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
 
-    if (sqlite3_prepare_v2(r->db, report_policy_sql, -1, &st, NULL) != SQLITE_OK)
-        return report_sql_error(r, "select policy", err);
-    sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, p->begin);
-    sqlite3_bind_int64(st, 3, p->begin + UM_REPORT_DAY);
+    if (!rq_open(r, &q, report_policy_sql, report_pg_policy_sql, pv, 3)) {
+        ret = report_sql_error(r, "select policy", err);
+        rq_close(&q);
+        return ret;
+    }
     rb_str(b, "  <policy_published>\n");
     rb_elem(b, "    ", "domain", p->domain);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    if (rq_step(&q) == 1) {
         static const char *const tags[] = {"p", "sp", "np", "adkim", "aspf", "t", "psd"};
         for (int i = 0; i < 7; i++) {
-            if (sqlite3_column_type(st, i) != SQLITE_NULL)
-                rb_elem(b, "    ", tags[i], col(st, i));
+            if (!rq_isnull(&q, i))
+                rb_elem(b, "    ", tags[i], rq_text(&q, i));
         }
-        rb_elem(b, "    ", "discovery_method", strcmp(col(st, 7), "psl") == 0 ? "psl" : "treewalk");
+        rb_elem(b, "    ", "discovery_method",
+                strcmp(rq_text(&q, 7), "psl") == 0 ? "psl" : "treewalk");
     }
-    sqlite3_finalize(st);
+    rq_close(&q);
     rb_str(b, "  </policy_published>\n");
 
-    if (sqlite3_prepare_v2(r->db, report_rows_sql, -1, &st, NULL) != SQLITE_OK)
-        return report_sql_error(r, "select rows", err);
-    sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, p->begin);
-    sqlite3_bind_int64(st, 3, p->begin + UM_REPORT_DAY);
+    if (!rq_open(r, &q, report_rows_sql, report_pg_rows_sql, pv, 3)) {
+        ret = report_sql_error(r, "select rows", err);
+        rq_close(&q);
+        return ret;
+    }
     for (;;) {
-        int rc = sqlite3_step(st);
+        int rc = rq_step(&q);
         char ip[64];
         const char *ov;
-        if (rc == SQLITE_DONE)
+        if (rc == 0)
             break;
-        if (rc != SQLITE_ROW) {
+        if (rc < 0) {
             ret = report_sql_error(r, "select rows", err);
             break;
         }
         (*nrec)++;
-        report_ip(col(st, 0), ip, sizeof(ip));
+        report_ip(rq_text(&q, 0), ip, sizeof(ip));
         rb_str(b, "  <record>\n    <row>\n");
         rb_elem(b, "      ", "source_ip", ip);
-        rb_fmt(b, "      <count>%lld</count>\n", (long long)sqlite3_column_int64(st, 12));
+        rb_fmt(b, "      <count>%lld</count>\n", (long long)rq_int(&q, 12));
         rb_str(b, "      <policy_evaluated>\n");
-        rb_elem(b, "        ", "disposition", col(st, 3));
-        rb_elem(b, "        ", "dkim", sqlite3_column_int(st, 4) ? "pass" : "fail");
-        rb_elem(b, "        ", "spf", sqlite3_column_int(st, 5) ? "pass" : "fail");
-        ov = col(st, 6);
+        rb_elem(b, "        ", "disposition", rq_text(&q, 3));
+        rb_elem(b, "        ", "dkim", rq_int(&q, 4) ? "pass" : "fail");
+        rb_elem(b, "        ", "spf", rq_int(&q, 5) ? "pass" : "fail");
+        ov = rq_text(&q, 6);
         if (strcmp(ov, "none") != 0 && ov[0] != '\0') {
             /* RFC 9990 dropped sampled_out (pct=): reported as other. */
             bool sampled = strcmp(ov, "sampled_out") == 0;
             rb_str(b, "        <reason>\n");
             rb_elem(b, "          ", "type", sampled ? "other" : ov);
-            if (col(st, 7)[0] != '\0' || sampled)
+            if (rq_text(&q, 7)[0] != '\0' || sampled)
                 rb_elem(b, "          ", "comment",
-                        col(st, 7)[0] != '\0' ? col(st, 7) : "sampled_out");
+                        rq_text(&q, 7)[0] != '\0' ? rq_text(&q, 7) : "sampled_out");
             rb_str(b, "        </reason>\n");
         }
         rb_str(b, "      </policy_evaluated>\n    </row>\n    <identifiers>\n");
-        rb_elem(b, "      ", "envelope_from", col(st, 2));
-        rb_elem(b, "      ", "header_from", col(st, 1));
+        rb_elem(b, "      ", "envelope_from", rq_text(&q, 2));
+        rb_elem(b, "      ", "header_from", rq_text(&q, 1));
         rb_str(b, "    </identifiers>\n    <auth_results>\n");
-        report_dkim_xml(b, col(st, 11));
+        report_dkim_xml(b, rq_text(&q, 11));
         rb_str(b, "      <spf>\n");
-        rb_elem(b, "        ", "domain", col(st, 8));
-        rb_elem(b, "        ", "scope", strcmp(col(st, 9), "helo") == 0 ? "helo" : "mfrom");
-        rb_elem(b, "        ", "result", report_spf_word(col(st, 10)));
+        rb_elem(b, "        ", "domain", rq_text(&q, 8));
+        rb_elem(b, "        ", "scope", strcmp(rq_text(&q, 9), "helo") == 0 ? "helo" : "mfrom");
+        rb_elem(b, "        ", "result", report_spf_word(rq_text(&q, 10)));
         rb_str(b, "      </spf>\n    </auth_results>\n  </record>\n");
     }
-    sqlite3_finalize(st);
+    rq_close(&q);
     rb_str(b, "</feedback>\n");
     if (ret == UM_OK && b->oom)
         ret = um_error_set(err, UM_ENOMEM, "report: out of memory");
@@ -751,25 +944,24 @@ report_sendmail(struct report_run *r, const struct rua *rua, const bool *use, si
 static void
 report_state(struct report_run *r, const struct period *p, const char *state, const char *why)
 {
-    sqlite3_stmt *st = NULL;
+    const struct rparam pv[] = {
+        {.s = p->domain}, {.i = p->begin}, {.s = state}, {.s = why}, {.i = r->o->now}};
+    struct rq q;
 
-    if (sqlite3_prepare_v2(r->db,
-                           "INSERT INTO reports_sent (policy_domain, begin, state, attempts,"
-                           " last_error, updated) VALUES (?1, ?2, ?3, 1, ?4, ?5)"
-                           " ON CONFLICT (policy_domain, begin) DO UPDATE SET state = ?3,"
-                           " attempts = attempts + 1, last_error = ?4, updated = ?5",
-                           -1, &st, NULL)
-        != SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, p->domain, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, p->begin);
-    sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, why, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, r->o->now);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    if (!rq_open(r, &q,
+                 "INSERT INTO reports_sent (policy_domain, begin, state, attempts,"
+                 " last_error, updated) VALUES (?1, ?2, ?3, 1, ?4, ?5)"
+                 " ON CONFLICT (policy_domain, begin) DO UPDATE SET state = ?3,"
+                 " attempts = attempts + 1, last_error = ?4, updated = ?5",
+                 "INSERT INTO reports_sent (policy_domain, begin, state, attempts,"
+                 " last_error, updated) VALUES ($1, $2::bigint, $3, 1, $4, $5::bigint)"
+                 " ON CONFLICT (policy_domain, begin) DO UPDATE SET state = $3,"
+                 " attempts = reports_sent.attempts + 1, last_error = $4, updated = $5::bigint",
+                 pv, 5)
+        || rq_step(&q) != 0)
         report_log(r, "event=report domain=%s begin=%lld action=error error=\"%s\"", p->domain,
-                   (long long)p->begin, sqlite3_errmsg(r->db));
-    sqlite3_finalize(st);
+                   (long long)p->begin, rdb_errmsg(r));
+    rq_close(&q);
 }
 
 static void
@@ -929,49 +1121,50 @@ static const char report_periods_sql[] =
     " e.ts < ?2 + 86400)) AND NOT EXISTS (SELECT 1 FROM reports_sent s WHERE"
     " s.policy_domain = e.policy_domain AND s.begin = (e.ts / 86400) * 86400 AND"
     " s.state != 'pending') ORDER BY 2, 1";
+static const char report_pg_periods_sql[] =
+    "SELECT DISTINCT e.policy_domain COLLATE \"C\", (e.ts / 86400) * 86400 AS day"
+    " FROM evaluations e WHERE e.rua <> 0 AND e.policy_domain <> '' AND e.ts < $1::bigint AND"
+    " ($2::bigint < 0 OR (e.ts >= $2::bigint AND e.ts < $2::bigint + 86400)) AND NOT EXISTS"
+    " (SELECT 1 FROM reports_sent s WHERE s.policy_domain = e.policy_domain AND"
+    " s.begin = (e.ts / 86400) * 86400 AND s.state <> 'pending') ORDER BY 2, 1";
 
 static enum um_status
 report_expire(struct report_run *r, struct um_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int64_t cutoff;
+    static const char *const sql[3][2] = {
+        {"DELETE FROM evaluation_dkim WHERE eval_id IN (SELECT id FROM evaluations WHERE ts < ?1)",
+         "DELETE FROM evaluation_dkim WHERE eval_id IN"
+         " (SELECT id FROM evaluations WHERE ts < $1::bigint)"},
+        {"DELETE FROM evaluations WHERE ts < ?1", "DELETE FROM evaluations WHERE ts < $1::bigint"},
+        {"DELETE FROM reports_sent WHERE begin < ?1",
+         "DELETE FROM reports_sent WHERE begin < $1::bigint"},
+    };
+    struct rparam pv[1];
+    struct rq q;
 
     if (r->o->retention_days == 0)
         return UM_OK;
-    cutoff = r->o->now - (int64_t)r->o->retention_days * UM_REPORT_DAY;
-    if (sqlite3_exec(r->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    pv[0].s = NULL;
+    pv[0].i = r->o->now - (int64_t)r->o->retention_days * UM_REPORT_DAY;
+    if (!rdb_exec(r, "BEGIN IMMEDIATE", "BEGIN"))
         return report_sql_error(r, "expire", err);
-    if (sqlite3_prepare_v2(r->db,
-                           "DELETE FROM evaluation_dkim WHERE eval_id IN"
-                           " (SELECT id FROM evaluations WHERE ts < ?1)",
-                           -1, &st, NULL)
-            != SQLITE_OK
-        || sqlite3_bind_int64(st, 1, cutoff) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-        goto fail;
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(r->db, "DELETE FROM evaluations WHERE ts < ?1", -1, &st, NULL)
-            != SQLITE_OK
-        || sqlite3_bind_int64(st, 1, cutoff) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-        goto fail;
-    r->st->expired = (uint64_t)sqlite3_changes(r->db);
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(r->db, "DELETE FROM reports_sent WHERE begin < ?1", -1, &st, NULL)
-            != SQLITE_OK
-        || sqlite3_bind_int64(st, 1, cutoff) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-        goto fail;
-    sqlite3_finalize(st);
-    if (sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    for (int i = 0; i < 3; i++) {
+        if (!rq_open(r, &q, sql[i][0], sql[i][1], pv, 1) || rq_step(&q) != 0) {
+            enum um_status s = report_sql_error(r, "expire", err);
+            rq_close(&q);
+            (void)rdb_exec(r, "ROLLBACK", "ROLLBACK");
+            return s;
+        }
+        if (i == 1)
+            r->st->expired = rq_changes(&q);
+        rq_close(&q);
+    }
+    if (!rdb_exec(r, "COMMIT", "COMMIT"))
         return report_sql_error(r, "expire", err);
     if (r->st->expired > 0)
         report_log(r, "event=report-expire rows=%llu before=%lld",
-                   (unsigned long long)r->st->expired, (long long)cutoff);
+                   (unsigned long long)r->st->expired, (long long)pv[0].i);
     return UM_OK;
-fail : {
-    enum um_status s = report_sql_error(r, "expire", err);
-    sqlite3_finalize(st);
-    (void)sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
-    return s;
-}
 }
 
 enum um_status
@@ -981,7 +1174,9 @@ um_report_run(const struct um_report_opts *o, struct um_report_stats *stats, str
     struct um_history *h = NULL;
     struct period *pv = NULL;
     size_t np = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
+    struct rparam par[2];
+    struct rq q = {0};
+    bool pg = o->store == UM_HISTORY_STORE_POSTGRESQL;
     enum um_status ret = UM_OK;
     int64_t today;
 
@@ -998,26 +1193,51 @@ um_report_run(const struct um_report_opts *o, struct um_report_stats *stats, str
                             "report: the day must be a complete UTC day before "
                             "today");
     /* The history module owns its schema: opening creates or checks it. */
-    if ((ret = um_history_open(o->db_path, 1, &h, err)) != UM_OK)
+    if ((ret = um_history_open_store(pg ? UM_HISTORY_STORE_POSTGRESQL : UM_HISTORY_STORE_SQLITE,
+                                     o->db_path, 1, &h, err))
+        != UM_OK)
         return ret;
     um_history_close(h, 0, NULL);
-    if (sqlite3_open_v2(o->db_path, &r.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL)
-        != SQLITE_OK) {
-        ret = report_sql_error(&r, "open", err);
-        goto out;
+    if (pg) {
+        static const char *const keys[] = {"connect_timeout", "dbname", NULL};
+        const char *vals[] = {"10", o->db_path, NULL};
+        PGresult *res;
+        r.pg = PQconnectdbParams(keys, vals, 1);
+        if (r.pg != NULL)
+            (void)PQsetNoticeProcessor(r.pg, report_pg_notice, NULL);
+        if (r.pg == NULL || PQstatus(r.pg) != CONNECTION_OK) {
+            ret = report_sql_error(&r, "connect", err);
+            goto out;
+        }
+        res = PQexec(r.pg, "SELECT pg_try_advisory_lock(" REPORT_PG_LOCK ")");
+        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1
+            || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+            PQclear(res);
+            ret = um_error_set(err, UM_EIO,
+                               "report: postgresql: another `unimilter report` is running");
+            goto out;
+        }
+        PQclear(res);
+    } else {
+        if (sqlite3_open_v2(o->db_path, &r.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL)
+            != SQLITE_OK) {
+            ret = report_sql_error(&r, "open", err);
+            goto out;
+        }
+        (void)sqlite3_busy_timeout(r.db, 10000);
     }
-    (void)sqlite3_busy_timeout(r.db, 10000);
-    if (sqlite3_exec(r.db, report_schema, NULL, NULL, NULL) != SQLITE_OK) {
+    if (!rdb_exec(&r, report_schema, report_pg_schema)) {
         ret = report_sql_error(&r, "create reports_sent", err);
         goto out;
     }
-    if (sqlite3_prepare_v2(r.db, report_periods_sql, -1, &st, NULL) != SQLITE_OK) {
+    par[0].s = par[1].s = NULL;
+    par[0].i = today;
+    par[1].i = o->day;
+    if (!rq_open(&r, &q, report_periods_sql, report_pg_periods_sql, par, 2)) {
         ret = report_sql_error(&r, "select periods", err);
         goto out;
     }
-    sqlite3_bind_int64(st, 1, today);
-    sqlite3_bind_int64(st, 2, o->day);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while (rq_step(&q) == 1) {
         if (np == cap) {
             struct period *npv = reallocarray(pv, cap == 0 ? 16 : cap * 2, sizeof(*pv));
             if (npv == NULL) {
@@ -1027,20 +1247,20 @@ um_report_run(const struct um_report_opts *o, struct um_report_stats *stats, str
             pv = npv;
             cap = cap == 0 ? 16 : cap * 2;
         }
-        (void)snprintf(pv[np].domain, sizeof(pv[np].domain), "%s", col(st, 0));
-        pv[np].begin = sqlite3_column_int64(st, 1);
+        (void)snprintf(pv[np].domain, sizeof(pv[np].domain), "%s", rq_text(&q, 0));
+        pv[np].begin = rq_int(&q, 1);
         np++;
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    rq_close(&q);
     for (size_t i = 0; i < np && ret == UM_OK; i++)
         ret = report_period(&r, &pv[i], err);
     if (ret == UM_OK && o->dry_run_dir == NULL)
         ret = report_expire(&r, err);
 out:
-    sqlite3_finalize(st);
+    rq_close(&q);
     free(pv);
     if (r.db != NULL)
         sqlite3_close(r.db);
+    PQfinish(r.pg);
     return ret;
 }

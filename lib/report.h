@@ -34,6 +34,10 @@
  *
  *              Each decision is one log line through opts->log ("event=report
  *              domain=example.org begin=1700006400 action=sent rcpts=1 bytes=1234").
+ * STORE        opts->store: the SQLite file (db_path), or the PostgreSQL database several
+ *              MX hosts record into (db_path is then a libpq connection string, never
+ *              quoted in messages). Same tables and results; on PostgreSQL a session
+ *              advisory lock lets one `unimilter report` run at a time (a second one fails).
  * THREADS      Single-threaded use (a CLI). Reads the database beside a writing daemon
  *              (WAL).
  * OWNERSHIP    opts and everything it points to are borrowed for the call.
@@ -66,7 +70,8 @@ typedef void um_report_txt_fini_fn(void *arg, struct um_dns_txt *res);
 typedef void um_report_log_fn(void *arg, const char *line);
 
 struct um_report_opts {
-    const char *db_path;
+    const char *db_path;     /* SQLite file, or the libpq connection string for POSTGRESQL */
+    int store;               /* enum um_history_store: 0 (default) SQLite */
     const char *org_name;    /* report_metadata/org_name */
     const char *email;       /* report_metadata/email and the envelope/header From */
     const char *receiver;    /* our domain: file name, Submitter; NULL = the domain of email */

@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "dns.h"
+#include "history.h"
 #include "report.h"
 
 #define CLI_REPORT_CONFIG "/etc/unimilter/unimilter.conf"
@@ -176,8 +177,20 @@ um_cli_report(int argc, char **argv)
     }
     /* The configuration gives the defaults; command-line options override them. */
     if (cfg != NULL) {
-        if (!db_set && cfg->reports.history_file != NULL)
+        /* --db names an SQLite file and wins over the configured store. */
+        if (!db_set && cfg->reports.history_store == UM_HISTORY_STORE_POSTGRESQL) {
+            if (cfg->reports.postgresql == NULL) {
+                fprintf(stderr, "unimilter: report: %s: reports.history_store is postgresql "
+                                "but reports.postgresql is empty\n",
+                        conf);
+                um_config_unref(cfg);
+                return EX_CONFIG;
+            }
+            o.store = UM_HISTORY_STORE_POSTGRESQL;
+            o.db_path = cfg->reports.postgresql;
+        } else if (!db_set && cfg->reports.history_file != NULL) {
             o.db_path = cfg->reports.history_file;
+        }
         if (o.org_name == NULL)
             o.org_name = cfg->reports.org_name;
         if (o.email == NULL)

@@ -472,9 +472,17 @@ main_history_open(struct um_daemon *d)
     struct um_config *cfg = um_daemon_config(d);
     struct um_error err = {0};
 
-    if (cfg->reports.history_file != NULL) {
-        if (um_history_open(cfg->reports.history_file, (size_t)cfg->reports.history_queue,
-                            &d->history, &err)
+    bool pg = cfg->reports.history_store == UM_HISTORY_STORE_POSTGRESQL;
+    const char *target = pg ? cfg->reports.postgresql : cfg->reports.history_file;
+
+    if (pg && target == NULL) {
+        um_log_msg(&d->log, UM_LOG_ERR, "history",
+                   "%s: reports.history_store is postgresql but reports.postgresql is empty: "
+                   "DMARC evaluations will not be recorded",
+                   cfg->path);
+    } else if (target != NULL) {
+        if (um_history_open_store(pg ? UM_HISTORY_STORE_POSTGRESQL : UM_HISTORY_STORE_SQLITE,
+                                  target, (size_t)cfg->reports.history_queue, &d->history, &err)
             != UM_OK)
             um_log_msg(&d->log, UM_LOG_ERR, "history",
                        "%s:%s: DMARC evaluations will not be recorded", cfg->path, err.msg);

@@ -6,12 +6,12 @@ set -eu
 what=${1:-build}
 BUILD="build-essential cmake pkg-config libmilter-dev libspf2-dev libopendkim-dev
  libopendmarc-dev libconfig-dev libunbound-dev libevent-dev libssl-dev publicsuffix
- libhiredis-dev libsqlite3-dev libxml2-dev zlib1g-dev"
+ libhiredis-dev libsqlite3-dev libpq-dev libxml2-dev zlib1g-dev"
 TEST="libcmocka-dev miltertest postfix swaks python3 python3-dkim python3-dnspython python3-nacl
  libmail-dkim-perl libnet-dns-perl opendkim-tools unbound util-linux iproute2 procps
  clang libclang-rt-14-dev sasl2-bin libsasl2-modules redis-server libhiredis-dev
  openssl m4 libwrap0 systemd man-db groff-base selinux-policy-dev selinux-policy-default
- semodule-utils policycoreutils setools checkpolicy libxml2-utils"
+ semodule-utils policycoreutils setools checkpolicy libxml2-utils postgresql"
 case $what in
 build) pkgs=$BUILD ;;
 test) pkgs="$BUILD $TEST" ;;
