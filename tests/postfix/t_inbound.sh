@@ -516,4 +516,47 @@ grep -q '^reject\.unimilter\.example fail reject$' <<<"$hist" || fail "history l
 grep -q '^quarantine\.unimilter\.example fail quarantine$' <<<"$hist" || fail "history lacks the held evaluation: $hist"
 grep -q '^pass\.unimilter\.example pass none$' <<<"$hist" || fail "history lacks a passing evaluation: $hist"
 echo "ok: $(head -n1 <<<"$hist") DMARC evaluations recorded in the history"
+
+# Mail in, report out: `unimilter report` a day later mails the RFC 9990 aggregate report for
+# pass.unimilter.example (its record asks rua=mailto:dmarc-rua@pass.unimilter.example) through
+# the real Postfix; the capture is parsed back and validated with xmllint.
+cat >"$W/sendmail-pf" <<SH
+#!/bin/sh
+exec "$PF_SENDMAIL" -C "$PF_CONF" "\$@"
+SH
+chmod 0755 "$W/sendmail-pf"
+sed "s|^reports = .*|reports = { history_file = \"$PF_RUN_DIR/dmarc-history.sqlite\"; org_name = \"Unimilter Test\"; email = \"dmarc-reports@mx.unimilter.example\"; sendmail = \"$W/sendmail-pf\"; };|" \
+    "$W/um.conf" >"$W/report.conf"
+before=$(pf_sink_count)
+out=$(ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} "$UM_BIN" report -c "$W/report.conf" --now $(($(date +%s) + 90000)) 2>&1) ||
+    fail "unimilter report: $out"
+grep -q 'sent=[1-9]' <<<"$out" || fail "unimilter report sent nothing: $out"
+for _ in $(seq 1 100); do
+    "$PF_POSTQUEUE" -c "$PF_CONF" -f >/dev/null 2>&1 || true
+    (($(pf_sink_count) > before)) && break
+    sleep 0.2
+done
+rfile=
+for f in $(pf_sink_files); do grep -q 'dmarc-rua@pass.unimilter.example' "$f" && rfile=$f; done
+[[ -n "$rfile" ]] || fail "no report mail for dmarc-rua@pass.unimilter.example in the capture"
+"$PY" - "$rfile" "$W/report.xml" <<'PYR' || fail "cannot take the report out of the captured mail"
+import email, gzip, sys
+raw = open(sys.argv[1], "rb").read()
+raw = raw[raw.index(b"\nReceived:") + 1:] if b"\nReceived:" in raw else raw
+msg = email.message_from_bytes(raw)
+parts = [p for p in msg.walk() if p.get_filename()]
+assert len(parts) == 1, "want one attachment"
+name = parts[0].get_filename()
+assert name.startswith("mx.unimilter.example!pass.unimilter.example!") and name.endswith(".xml.gz"), name
+open(sys.argv[2], "wb").write(gzip.decompress(parts[0].get_payload(decode=True)))
+PYR
+xsd=$UM_SRC/../shared/conformance/dmarc-mail-dmarc/share/rua-schema.xsd
+[[ -r "$xsd" ]] || xsd=/work/shared/conformance/dmarc-mail-dmarc/share/rua-schema.xsd
+sed 's|targetNamespace="urn:ietf:params:xml:ns:dmarc-2.0"|xmlns="urn:ietf:params:xml:ns:dmarc-2.0" elementFormDefault="qualified" &|' \
+    "$xsd" >"$W/rua-schema.xsd"
+xmllint --noout --schema "$W/rua-schema.xsd" "$W/report.xml" >"$W/xmllint.out" 2>&1 ||
+    fail "the report does not validate with xmllint: $(cat "$W/xmllint.out")"
+grep -q '<source_ip>192.0.2.10</source_ip>' "$W/report.xml" || fail "the report lacks the SPF-passing source: $(cat "$W/report.xml")"
+grep -q '<header_from>pass.unimilter.example</header_from>' "$W/report.xml" || fail "the report lacks header_from"
+echo "ok: report mailed through Postfix, parsed back, valid per xmllint (RFC 9990 XSD)"
 echo "PASS t_inbound (placement: $PLACEMENT; $((SECONDS - T0)) s)"
