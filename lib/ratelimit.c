@@ -65,6 +65,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "log.h"
+
 /* um_error_set() returns its code, but from another file; spelling the code out here lets
  * clang-analyzer follow the error paths. */
 #define RL_FAIL(err, code, ...) ((void)um_error_set((err), (code), __VA_ARGS__), (code))
@@ -81,21 +83,7 @@ rl_lower(unsigned char c)
 static const char *
 rl_quote(const char *p, size_t len, char *buf, size_t size)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    for (size_t i = 0; i < len && o + 5 < size; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
-            buf[o++] = (char)c;
-        } else {
-            buf[o++] = '\\';
-            buf[o++] = 'x';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 15];
-        }
-    }
-    buf[o] = '\0';
+    (void)um_log_escape(buf, size, p, len); /* the one escaper: lib/log.c */
     return buf;
 }
 
