@@ -49,13 +49,8 @@
 #include <sqlite3.h>
 #include <zlib.h>
 
+#include "buf.h"
 #include "history.h"
-
-struct rbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
 
 struct rua {
     char addr[320];
@@ -112,81 +107,40 @@ static const char report_pg_schema[] = "CREATE TABLE IF NOT EXISTS reports_sent 
 
 /* --- small helpers ------------------------------------------------------------------------ */
 
-static void
-rb_add(struct rbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap == 0 ? 4096 : b->cap;
-        char *np;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if ((np = realloc(b->p, cap)) == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void
-rb_str(struct rbuf *b, const char *s)
-{
-    rb_add(b, s, strlen(s));
-}
-
-static void UM_PRINTF(2, 3) rb_fmt(struct rbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        rb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
 /* XML text: escaped; bytes outside printable ASCII become '?'. */
 static void
-rb_xml(struct rbuf *b, const char *s)
+rb_xml(struct um_buf *b, const char *s)
 {
     for (; s != NULL && *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
         switch (c) {
         case '&':
-            rb_str(b, "&amp;");
+            um_buf_str(b, "&amp;");
             break;
         case '<':
-            rb_str(b, "&lt;");
+            um_buf_str(b, "&lt;");
             break;
         case '>':
-            rb_str(b, "&gt;");
+            um_buf_str(b, "&gt;");
             break;
         case '"':
-            rb_str(b, "&quot;");
+            um_buf_str(b, "&quot;");
             break;
         case '\'':
-            rb_str(b, "&apos;");
+            um_buf_str(b, "&apos;");
             break;
         default:
-            rb_add(b, c >= 0x20 && c < 0x7f ? (const char *)s : "?", 1);
+            um_buf_add(b, c >= 0x20 && c < 0x7f ? (const char *)s : "?", 1);
         }
     }
 }
 
 static void
-rb_elem(struct rbuf *b, const char *indent, const char *name, const char *val)
+rb_elem(struct um_buf *b, const char *indent, const char *name, const char *val)
 {
-    rb_fmt(b, "%s<%s>", indent, name);
+    um_buf_fmt(b, "%s<%s>", indent, name);
     rb_xml(b, val);
-    rb_fmt(b, "</%s>\n", name);
+    um_buf_fmt(b, "</%s>\n", name);
 }
 
 static void UM_PRINTF(2, 3) report_log(const struct report_run *r, const char *fmt, ...)
@@ -665,7 +619,7 @@ static const char report_pg_policy_sql[] =
     " ORDER BY ts DESC, id DESC LIMIT 1";
 
 static void
-report_dkim_xml(struct rbuf *b, const char *list)
+report_dkim_xml(struct um_buf *b, const char *list)
 {
     /* d \x1f s \x1f result, records joined by \x1e. */
     while (list != NULL && *list != '\0') {
@@ -679,18 +633,18 @@ report_dkim_xml(struct rbuf *b, const char *list)
         if (res != NULL) {
             *s++ = '\0';
             *res++ = '\0';
-            rb_str(b, "      <dkim>\n");
+            um_buf_str(b, "      <dkim>\n");
             rb_elem(b, "        ", "domain", one);
             rb_elem(b, "        ", "selector", s);
             rb_elem(b, "        ", "result", report_dkim_word(res));
-            rb_str(b, "      </dkim>\n");
+            um_buf_str(b, "      </dkim>\n");
         }
         list = end != NULL ? end + 1 : NULL;
     }
 }
 
 static enum um_status
-report_xml(struct report_run *r, const struct period *p, const char *rid, struct rbuf *b,
+report_xml(struct report_run *r, const struct period *p, const char *rid, struct um_buf *b,
            unsigned *nrec, struct um_error *err)
 {
     const struct rparam pv[] = {{.s = p->domain}, {.i = p->begin}, {.i = p->begin + UM_REPORT_DAY}};
@@ -698,12 +652,12 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
     enum um_status ret = UM_OK;
 
     *nrec = 0;
-    rb_str(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    rb_str(b, "<feedback xmlns=\"" UM_REPORT_NS "\">\n  <report_metadata>\n");
+    um_buf_str(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    um_buf_str(b, "<feedback xmlns=\"" UM_REPORT_NS "\">\n  <report_metadata>\n");
     rb_elem(b, "    ", "org_name", r->o->org_name);
     rb_elem(b, "    ", "email", r->o->email);
     rb_elem(b, "    ", "report_id", rid);
-    rb_fmt(b,
+    um_buf_fmt(b,
            "    <date_range>\n      <begin>%lld</begin>\n      <end>%lld</end>\n    "
            "</date_range>\n  </report_metadata>\n",
            (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
@@ -713,7 +667,7 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
         rq_close(&q);
         return ret;
     }
-    rb_str(b, "  <policy_published>\n");
+    um_buf_str(b, "  <policy_published>\n");
     rb_elem(b, "    ", "domain", p->domain);
     if (rq_step(&q) == 1) {
         static const char *const tags[] = {"p", "sp", "np", "adkim", "aspf", "t", "psd"};
@@ -725,7 +679,7 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
                 strcmp(rq_text(&q, 7), "psl") == 0 ? "psl" : "treewalk");
     }
     rq_close(&q);
-    rb_str(b, "  </policy_published>\n");
+    um_buf_str(b, "  </policy_published>\n");
 
     if (!rq_open(r, &q, report_rows_sql, report_pg_rows_sql, pv, 3)) {
         ret = report_sql_error(r, "select rows", err);
@@ -744,10 +698,10 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
         }
         (*nrec)++;
         report_ip(rq_text(&q, 0), ip, sizeof(ip));
-        rb_str(b, "  <record>\n    <row>\n");
+        um_buf_str(b, "  <record>\n    <row>\n");
         rb_elem(b, "      ", "source_ip", ip);
-        rb_fmt(b, "      <count>%lld</count>\n", (long long)rq_int(&q, 12));
-        rb_str(b, "      <policy_evaluated>\n");
+        um_buf_fmt(b, "      <count>%lld</count>\n", (long long)rq_int(&q, 12));
+        um_buf_str(b, "      <policy_evaluated>\n");
         rb_elem(b, "        ", "disposition", rq_text(&q, 3));
         rb_elem(b, "        ", "dkim", rq_int(&q, 4) ? "pass" : "fail");
         rb_elem(b, "        ", "spf", rq_int(&q, 5) ? "pass" : "fail");
@@ -755,26 +709,26 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
         if (strcmp(ov, "none") != 0 && ov[0] != '\0') {
             /* RFC 9990 dropped sampled_out (pct=): reported as other. */
             bool sampled = strcmp(ov, "sampled_out") == 0;
-            rb_str(b, "        <reason>\n");
+            um_buf_str(b, "        <reason>\n");
             rb_elem(b, "          ", "type", sampled ? "other" : ov);
             if (rq_text(&q, 7)[0] != '\0' || sampled)
                 rb_elem(b, "          ", "comment",
                         rq_text(&q, 7)[0] != '\0' ? rq_text(&q, 7) : "sampled_out");
-            rb_str(b, "        </reason>\n");
+            um_buf_str(b, "        </reason>\n");
         }
-        rb_str(b, "      </policy_evaluated>\n    </row>\n    <identifiers>\n");
+        um_buf_str(b, "      </policy_evaluated>\n    </row>\n    <identifiers>\n");
         rb_elem(b, "      ", "envelope_from", rq_text(&q, 2));
         rb_elem(b, "      ", "header_from", rq_text(&q, 1));
-        rb_str(b, "    </identifiers>\n    <auth_results>\n");
+        um_buf_str(b, "    </identifiers>\n    <auth_results>\n");
         report_dkim_xml(b, rq_text(&q, 11));
-        rb_str(b, "      <spf>\n");
+        um_buf_str(b, "      <spf>\n");
         rb_elem(b, "        ", "domain", rq_text(&q, 8));
         rb_elem(b, "        ", "scope", strcmp(rq_text(&q, 9), "helo") == 0 ? "helo" : "mfrom");
         rb_elem(b, "        ", "result", report_spf_word(rq_text(&q, 10)));
-        rb_str(b, "      </spf>\n    </auth_results>\n  </record>\n");
+        um_buf_str(b, "      </spf>\n    </auth_results>\n  </record>\n");
     }
     rq_close(&q);
-    rb_str(b, "</feedback>\n");
+    um_buf_str(b, "</feedback>\n");
     if (ret == UM_OK && b->oom)
         ret = um_error_set(err, UM_ENOMEM, "report: out of memory");
     return ret;
@@ -782,7 +736,7 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
 
 /* gzip (RFC 1952) of in into out. */
 static enum um_status
-report_gzip(const struct rbuf *in, struct rbuf *out, struct um_error *err)
+report_gzip(const struct um_buf *in, struct um_buf *out, struct um_error *err)
 {
     z_stream z;
     unsigned char chunk[16384];
@@ -797,7 +751,7 @@ report_gzip(const struct rbuf *in, struct rbuf *out, struct um_error *err)
         z.next_out = chunk;
         z.avail_out = sizeof(chunk);
         rc = deflate(&z, Z_FINISH);
-        rb_add(out, (const char *)chunk, sizeof(chunk) - z.avail_out);
+        um_buf_add(out, (const char *)chunk, sizeof(chunk) - z.avail_out);
     } while (rc == Z_OK);
     deflateEnd(&z);
     if (rc != Z_STREAM_END || out->oom)
@@ -808,7 +762,7 @@ report_gzip(const struct rbuf *in, struct rbuf *out, struct um_error *err)
 /* --- mail ----------------------------------------------------------------------------------- */
 
 static void
-report_b64(struct rbuf *b, const struct rbuf *in)
+report_b64(struct um_buf *b, const struct um_buf *in)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t col76 = 0;
@@ -824,21 +778,21 @@ report_b64(struct rbuf *b, const struct rbuf *in)
         q[1] = tab[v >> 12 & 63];
         q[2] = i + 1 < in->len ? tab[v >> 6 & 63] : '=';
         q[3] = i + 2 < in->len ? tab[v & 63] : '=';
-        rb_add(b, q, 4);
+        um_buf_add(b, q, 4);
         col76 += 4;
         if (col76 >= 76) {
-            rb_str(b, "\r\n");
+            um_buf_str(b, "\r\n");
             col76 = 0;
         }
     }
     if (col76 > 0)
-        rb_str(b, "\r\n");
+        um_buf_str(b, "\r\n");
 }
 
 static void
 report_mime(struct report_run *r, const struct period *p, const char *rid, const char *fname,
-            const struct rua *rua, const bool *use, size_t nrua, const struct rbuf *gz,
-            struct rbuf *m)
+            const struct rua *rua, const bool *use, size_t nrua, const struct um_buf *gz,
+            struct um_buf *m)
 {
     char date[64];
     struct tm tm;
@@ -847,36 +801,36 @@ report_mime(struct report_run *r, const struct period *p, const char *rid, const
 
     (void)gmtime_r(&now, &tm);
     (void)strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    rb_fmt(m, "From: %s\r\nTo: ", r->o->email);
+    um_buf_fmt(m, "From: %s\r\nTo: ", r->o->email);
     for (size_t i = 0; i < nrua; i++) {
         if (!use[i])
             continue;
-        rb_fmt(m, "%s%s", first ? "" : ",\r\n ", rua[i].addr);
+        um_buf_fmt(m, "%s%s", first ? "" : ",\r\n ", rua[i].addr);
         first = false;
     }
-    rb_fmt(m, "\r\nDate: %s\r\n", date);
-    rb_fmt(m, "Subject: Report Domain: %s Submitter: %s Report-ID: <%s@%s>\r\n", p->domain,
+    um_buf_fmt(m, "\r\nDate: %s\r\n", date);
+    um_buf_fmt(m, "Subject: Report Domain: %s Submitter: %s Report-ID: <%s@%s>\r\n", p->domain,
            r->receiver, rid, r->receiver);
-    rb_fmt(m, "Message-ID: <%s.%lld@%s>\r\n", rid, (long long)r->o->now, r->receiver);
-    rb_str(m, "MIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n");
-    rb_fmt(m, "Content-Type: multipart/mixed; boundary=\"=_um_%s\"\r\n\r\n", rid);
-    rb_fmt(m, "--=_um_%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", rid);
-    rb_fmt(m, "This is a DMARC aggregate report (RFC 9990) for %s,\r\n", p->domain);
-    rb_fmt(m, "from %s, covering %lld to %lld (UTC seconds).\r\n\r\n", r->receiver,
+    um_buf_fmt(m, "Message-ID: <%s.%lld@%s>\r\n", rid, (long long)r->o->now, r->receiver);
+    um_buf_str(m, "MIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n");
+    um_buf_fmt(m, "Content-Type: multipart/mixed; boundary=\"=_um_%s\"\r\n\r\n", rid);
+    um_buf_fmt(m, "--=_um_%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", rid);
+    um_buf_fmt(m, "This is a DMARC aggregate report (RFC 9990) for %s,\r\n", p->domain);
+    um_buf_fmt(m, "from %s, covering %lld to %lld (UTC seconds).\r\n\r\n", r->receiver,
            (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
-    rb_fmt(m, "--=_um_%s\r\nContent-Type: application/gzip; name=\"%s\"\r\n", rid, fname);
-    rb_fmt(m,
+    um_buf_fmt(m, "--=_um_%s\r\nContent-Type: application/gzip; name=\"%s\"\r\n", rid, fname);
+    um_buf_fmt(m,
            "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; "
            "filename=\"%s\"\r\n\r\n",
            fname);
     report_b64(m, gz);
-    rb_fmt(m, "\r\n--=_um_%s--\r\n", rid);
+    um_buf_fmt(m, "\r\n--=_um_%s--\r\n", rid);
 }
 
 /* Runs sendmail with the message on stdin; returns its exit status (or -1, why in err). */
 static int
 report_sendmail(struct report_run *r, const struct rua *rua, const bool *use, size_t nrua,
-                const struct rbuf *m, char *why, size_t whylen)
+                const struct um_buf *m, char *why, size_t whylen)
 {
     const char *prog = r->o->sendmail != NULL ? r->o->sendmail : UM_REPORT_SENDMAIL_DEFAULT;
     char *argv[6 + UM_REPORT_MAX_RUA];
@@ -985,7 +939,7 @@ report_skip(struct report_run *r, const struct period *p, const char *state, con
 }
 
 static enum um_status
-report_write_file(struct report_run *r, const char *fname, const struct rbuf *gz,
+report_write_file(struct report_run *r, const char *fname, const struct um_buf *gz,
                   struct um_error *err)
 {
     char path[4096], eb[128];
@@ -1009,7 +963,7 @@ report_period(struct report_run *r, const struct period *p, struct um_error *err
 {
     struct rua rua[UM_REPORT_MAX_RUA];
     bool use[UM_REPORT_MAX_RUA] = {false};
-    struct rbuf xml = {0}, gz = {0}, mail = {0};
+    struct um_buf xml = {0}, gz = {0}, mail = {0};
     char rid[17], fname[700], why[512] = "";
     size_t nrua = 0, nuse = 0;
     unsigned nrec = 0;

@@ -50,6 +50,7 @@
  */
 #define _DEFAULT_SOURCE /* strncasecmp */
 #include "report_import.h"
+#include "buf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -111,49 +112,6 @@ ri_arena_free(struct report_import_arena *a)
         free(b);
     }
     free(a);
-}
-
-/* --- growable text buffer --------------------------------------------------------------------- */
-
-struct ri_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void
-ri_buf_add(struct ri_buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap == 0 ? 4096 : b->cap;
-        char *np;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if ((np = realloc(b->p, cap)) == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void UM_PRINTF(2, 3) ri_buf_fmt(struct ri_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        ri_buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
 /* --- decode: gzip, zip ------------------------------------------------------------------------ */
@@ -1375,7 +1333,7 @@ ri_bind_scope(sqlite3_stmt *st, const struct um_report_import_summary_opts *o)
 
 static enum um_status
 ri_sources(struct um_report_import *imp, const struct um_report_import_summary_opts *o,
-           const char *domain, struct ri_buf *b, struct um_error *err)
+           const char *domain, struct um_buf *b, struct um_error *err)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -1385,11 +1343,11 @@ ri_sources(struct um_report_import *imp, const struct um_report_import_summary_o
         sqlite3_finalize(st);
         return ri_sql_error(imp, "select sources", err);
     }
-    ri_buf_fmt(b, "  %-39s %9s %9s %9s %10s  %s\n", "source", "messages", "spf-pass", "dkim-pass",
+    um_buf_fmt(b, "  %-39s %9s %9s %9s %10s  %s\n", "source", "messages", "spf-pass", "dkim-pass",
                "dmarc-pass", "new");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const unsigned char *ip = sqlite3_column_text(st, 0);
-        ri_buf_fmt(b, "  %-39s %9lld %9lld %9lld %10lld  %s\n", ip != NULL ? (const char *)ip : "",
+        um_buf_fmt(b, "  %-39s %9lld %9lld %9lld %10lld  %s\n", ip != NULL ? (const char *)ip : "",
                    (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 2),
                    (long long)sqlite3_column_int64(st, 3), (long long)sqlite3_column_int64(st, 4),
                    sqlite3_column_int(st, 5) ? "new" : "-");
@@ -1422,7 +1380,7 @@ um_report_import_summary(struct um_report_import *imp,
                          const struct um_report_import_summary_opts *o, char **text,
                          struct um_error *err)
 {
-    struct ri_buf b = {0};
+    struct um_buf b = {0};
     sqlite3_stmt *st = NULL;
     enum um_status ret = UM_OK;
     unsigned ndomains = 0;
@@ -1447,16 +1405,16 @@ um_report_import_summary(struct um_report_import *imp,
         if ((ret = ri_count_new(imp, o, domain, &nnew, err)) != UM_OK)
             break;
         if (ndomains++ > 0)
-            ri_buf_add(&b, "\n", 1);
-        ri_buf_fmt(&b,
+            um_buf_add(&b, "\n", 1);
+        um_buf_fmt(&b,
                    "domain %s: %lld report(s), %s to %s, %lld message(s), %lld source(s), "
                    "%lld new\n",
                    domain, (long long)sqlite3_column_int64(st, 1), d0, d1, msgs,
                    (long long)sqlite3_column_int64(st, 8), nnew);
-        ri_buf_fmt(&b, "  %-5s %9s %9s\n", "", "pass", "fail");
+        um_buf_fmt(&b, "  %-5s %9s %9s\n", "", "pass", "fail");
         for (int k = 0; k < 3; k++) {
             long long pass = sqlite3_column_int64(st, 3 + k);
-            ri_buf_fmt(&b, "  %-5s %9lld %9lld\n",
+            um_buf_fmt(&b, "  %-5s %9lld %9lld\n",
                        k == 0   ? "spf"
                        : k == 1 ? "dkim"
                                 : "dmarc",
@@ -1471,7 +1429,7 @@ um_report_import_summary(struct um_report_import *imp,
     if (ret != UM_OK)
         goto out;
     if (ndomains == 0)
-        ri_buf_fmt(&b, "no received reports%s%s\n", o->domain != NULL ? " for " : "",
+        um_buf_fmt(&b, "no received reports%s%s\n", o->domain != NULL ? " for " : "",
                    o->domain != NULL ? o->domain : "");
     if (o->update_seen) {
         if (sqlite3_prepare_v2(imp->db, ri_seen_sql, -1, &st, NULL) != SQLITE_OK
