@@ -7,6 +7,15 @@
  * first point where {auth_authen} is known; connect-time macros are kept from connect.
  * Macros are requested with smfi_setsymlist so operators need not touch the MTA's macro
  * lists ({daemon_port} is in neither MTA's default list).
+ *
+ * Round trips: every reply the MTA waits for is a wakeup on both sides, and on a busy host
+ * wakeups cost more than our work. HELO, each header, end of headers and each body chunk
+ * can never end in anything but "continue" here (every verdict is made at MAIL, RCPT or
+ * end of message), so we negotiate SMFIP_NR_HELO/HDR/EOH/BODY: the MTA streams them
+ * without waiting and those callbacks answer SMFIS_NOREPLY (libmilter fakes a "continue"
+ * for an MTA that lacks the feature). DATA and unknown commands are not sent at all
+ * (SMFIP_NODATA, SMFIP_NOUNKNOWN) when the MTA can skip them. Connect keeps its reply:
+ * a draining daemon turns new connections away there.
  */
 #include <arpa/inet.h>
 #include <libmilter/mfapi.h>
@@ -23,6 +32,16 @@
 #include "session.h"
 
 #define CONN(ctx) ((struct conn_ctx *)smfi_getpriv(ctx))
+
+/* Steps whose replies we decline (see the note at the top). */
+#define CB_NOREPLY (SMFIP_NR_HELO | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
+
+/* "Continue" for a step: no reply at all when the MTA agreed to expect none. */
+static sfsistat
+cb_continue(const struct conn_ctx *cc, unsigned long step)
+{
+    return cc != NULL && (cc->noreply & step) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
 
 static const char *
 cb_macro(SMFICTX *ctx, const char *name)
@@ -57,8 +76,9 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f
     (void)f2;
     (void)f3;
     *pf0 = f0 & want;
-    /* Headers with their leading space, exactly as received (DKIM simple canonicalization). */
-    *pf1 = f1 & SMFIP_HDR_LEADSPC;
+    /* Headers with their leading space, exactly as received (DKIM simple canonicalization);
+     * no replies where we never say anything but "continue"; no DATA or unknown commands. */
+    *pf1 = f1 & (SMFIP_HDR_LEADSPC | CB_NOREPLY | SMFIP_NODATA | SMFIP_NOUNKNOWN);
     *pf2 = 0;
     *pf3 = 0;
     /* The context is born here so it can remember what was negotiated. */
@@ -70,6 +90,7 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f
         }
     }
     CONN(ctx)->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+    CONN(ctx)->noreply = *pf1 & CB_NOREPLY;
     if ((f0 & SMFIF_SETSYMLIST) != 0) {
         (void)smfi_setsymlist(ctx, SMFIM_CONNECT,
                               MSTR("j _ {daemon_name} {daemon_port} {daemon_addr} {client_addr}"));
@@ -160,7 +181,7 @@ mlfi_helo(SMFICTX *ctx, char *helohost)
         return SMFIS_CONTINUE;
     free(cc->helo);
     cc->helo = session_strdup(helohost);
-    return SMFIS_CONTINUE;
+    return cb_continue(cc, SMFIP_NR_HELO);
 }
 
 static sfsistat
@@ -227,8 +248,10 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
         return cb_tempfail(ctx, NULL, "header", "no connection context");
     cc->msg.nhdr++;
     if (cc->msg.mode == UM_MODE_OUTBOUND)
-        return ob_header(ctx, cc, name, value);
-    return ib_header(ctx, cc, name, value);
+        ob_header(ctx, cc, name, value);
+    else
+        ib_header(ctx, cc, name, value);
+    return cb_continue(cc, SMFIP_NR_HDR);
 }
 
 static sfsistat
@@ -239,8 +262,10 @@ mlfi_eoh(SMFICTX *ctx)
     if (cc == NULL)
         return cb_tempfail(ctx, NULL, "eoh", "no connection context");
     if (cc->msg.mode == UM_MODE_OUTBOUND)
-        return ob_eoh(ctx, cc);
-    return ib_eoh(ctx, cc);
+        ob_eoh(ctx, cc);
+    else
+        ib_eoh(ctx, cc);
+    return cb_continue(cc, SMFIP_NR_EOH);
 }
 
 static sfsistat
@@ -251,8 +276,10 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
     if (cc == NULL)
         return cb_tempfail(ctx, NULL, "body", "no connection context");
     if (cc->msg.mode == UM_MODE_OUTBOUND)
-        return ob_body(ctx, cc, chunk, len);
-    return ib_body(ctx, cc, chunk, len);
+        ob_body(ctx, cc, chunk, len);
+    else
+        ib_body(ctx, cc, chunk, len);
+    return cb_continue(cc, SMFIP_NR_BODY);
 }
 
 static sfsistat

@@ -85,7 +85,7 @@ ib_dkim_fail(struct conn_ctx *cc, const char *why)
     cc->msg.dkv_failed = true;
 }
 
-sfsistat
+void
 ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value)
 {
     struct msg_ctx *m = &cc->msg;
@@ -119,15 +119,14 @@ ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
         if (um_dkim_verify_begin(cc->rt->dkimv[cc->leadspc ? 1 : 0], cc->sess, &m->dkv, &err)
             != UM_OK) {
             ib_dkim_fail(cc, err.msg);
-            return SMFIS_CONTINUE;
+            return;
         }
     }
     if (m->dkv != NULL && um_dkim_verify_header(m->dkv, ib_str(name), ib_str(value), &err) != UM_OK)
         ib_dkim_fail(cc, err.msg);
-    return SMFIS_CONTINUE;
 }
 
-sfsistat
+void
 ib_eoh(SMFICTX *ctx, struct conn_ctx *cc)
 {
     struct um_error err = {0};
@@ -135,10 +134,9 @@ ib_eoh(SMFICTX *ctx, struct conn_ctx *cc)
     (void)ctx;
     if (cc->msg.dkv != NULL && um_dkim_verify_eoh(cc->msg.dkv, &err) != UM_OK)
         ib_dkim_fail(cc, err.msg);
-    return SMFIS_CONTINUE;
 }
 
-sfsistat
+void
 ib_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len)
 {
     struct um_error err = {0};
@@ -148,7 +146,6 @@ ib_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t le
         && um_dkim_verify_body(cc->msg.dkv, (struct um_str){(const char *)chunk, len}, &err)
                != UM_OK)
         ib_dkim_fail(cc, err.msg);
-    return SMFIS_CONTINUE;
 }
 
 static enum um_auth

@@ -16,9 +16,9 @@
 #include "session.h"
 
 sfsistat ib_envfrom(SMFICTX *ctx, struct conn_ctx *cc);
-sfsistat ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value);
-sfsistat ib_eoh(SMFICTX *ctx, struct conn_ctx *cc);
-sfsistat ib_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len);
+void ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value);
+void ib_eoh(SMFICTX *ctx, struct conn_ctx *cc);
+void ib_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len);
 /* The final answer: SMFIS_CONTINUE means accept (headers already added). */
 sfsistat ib_eom(SMFICTX *ctx, struct conn_ctx *cc);
 

@@ -258,7 +258,7 @@ ob_signing_configured(const struct conn_ctx *cc)
     return cc->rt->nkeys > 0 && um_keyrule_count(cc->rt->keyrule) > 0;
 }
 
-sfsistat
+void
 ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value)
 {
     struct msg_ctx *m = &cc->msg;
@@ -268,12 +268,12 @@ ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
     if (m->received == NULL && strcasecmp(name, "Received") == 0)
         m->received = strdup(value);
     if (!ob_signing_configured(cc) || m->sign_off)
-        return SMFIS_CONTINUE;
+        return;
     need = strlen(name) + strlen(value) + 4;
     if (m->hdr_bytes + need > UM_OB_MAX_HEADER_BYTES) {
         m->sign_off = true;
         m->sign_skip = "headers larger than 1 MiB";
-        return SMFIS_CONTINUE;
+        return;
     }
     if (m->nhdr_kept == m->hdr_cap) {
         size_t ncap = m->hdr_cap == 0 ? 32 : m->hdr_cap * 2;
@@ -281,7 +281,7 @@ ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
         if (nh == NULL) {
             m->sign_off = true;
             m->sign_skip = "out of memory";
-            return SMFIS_CONTINUE;
+            return;
         }
         m->hdr = nh;
         m->hdr_cap = ncap;
@@ -293,11 +293,10 @@ ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
         free(m->hdr[m->nhdr_kept].value);
         m->sign_off = true;
         m->sign_skip = "out of memory";
-        return SMFIS_CONTINUE;
+        return;
     }
     m->nhdr_kept++;
     m->hdr_bytes += need;
-    return SMFIS_CONTINUE;
 }
 
 static void
@@ -378,7 +377,7 @@ ob_sign_start(struct conn_ctx *cc)
         ob_sign_fail(cc, err.msg);
 }
 
-sfsistat
+void
 ob_eoh(SMFICTX *ctx, struct conn_ctx *cc)
 {
     struct msg_ctx *m = &cc->msg;
@@ -394,10 +393,9 @@ ob_eoh(SMFICTX *ctx, struct conn_ctx *cc)
     free(m->hdr);
     m->hdr = NULL;
     m->nhdr_kept = m->hdr_cap = 0;
-    return SMFIS_CONTINUE;
 }
 
-sfsistat
+void
 ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len)
 {
     struct msg_ctx *m = &cc->msg;
@@ -407,7 +405,6 @@ ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t le
     if (m->sign != NULL && !m->sign_off
         && um_dkim_sign_body(m->sign, (struct um_str){(const char *)chunk, len}, &err) != UM_OK)
         ob_sign_fail(cc, err.msg);
-    return SMFIS_CONTINUE;
 }
 
 sfsistat

@@ -22,9 +22,9 @@
 
 sfsistat ob_envfrom(SMFICTX *ctx, struct conn_ctx *cc);
 sfsistat ob_envrcpt(SMFICTX *ctx, struct conn_ctx *cc, const char *rcpt);
-sfsistat ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value);
-sfsistat ob_eoh(SMFICTX *ctx, struct conn_ctx *cc);
-sfsistat ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len);
+void ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value);
+void ob_eoh(SMFICTX *ctx, struct conn_ctx *cc);
+void ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len);
 /* SMFIS_CONTINUE when the message may be accepted (headers added); anything else is the
  * final answer (the reply is already set). */
 sfsistat ob_eom(SMFICTX *ctx, struct conn_ctx *cc);

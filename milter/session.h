@@ -87,6 +87,8 @@ struct conn_ctx {
     char *daemon_port;
     unsigned nmsg;
     bool leadspc;          /* SMFIP_HDR_LEADSPC negotiated: values keep their space */
+    unsigned long noreply; /* SMFIP_NR_* steps negotiated: their callbacks must answer
+                              SMFIS_NOREPLY (the MTA waits for nothing) */
     struct msg_ctx msg;
 };
 
