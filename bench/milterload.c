@@ -167,6 +167,7 @@ struct cfg {
     struct result *res;
     atomic_size_t next;
     atomic_ulong errors, conns;
+    _Atomic uint32_t neg_actions[ML_MAX_MILTERS], neg_proto[ML_MAX_MILTERS]; /* last OPTNEG */
 };
 
 struct worker {
@@ -951,6 +952,8 @@ conn_open(struct worker *w, const struct msg *msg, struct msgstate *ms, enum ver
             free(a.p);
             return true;
         }
+        atomic_store(&c->neg_actions[k], m->actions);
+        atomic_store(&c->neg_proto[k], m->proto);
     }
     atomic_fetch_add(&c->conns, 1);
     w->open = true;
@@ -1387,6 +1390,9 @@ main(int argc, char **argv)
                              - ru0.ru_stime.tv_usec)
                         / 1e6;
     printf("milters: %d\n", c.nsock);
+    for (int k = 0; k < c.nsock; k++)
+        printf("milter%d_negotiated: actions=0x%x protocol=0x%x\n", k,
+               (unsigned)atomic_load(&c.neg_actions[k]), (unsigned)atomic_load(&c.neg_proto[k]));
     printf("sessions: %d\n", c.sessions);
     printf("messages: %zu\n", c.total);
     printf("connections: %lu\n", (unsigned long)atomic_load(&c.conns));
