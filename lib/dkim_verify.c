@@ -462,14 +462,27 @@ um_dkim_verify_body(struct um_dkim_verify_session *s, struct um_str chunk, struc
 
     if ((st = verify_state_check(s, VERIFY_BODY, "body", err)) != UM_OK)
         return st;
-    for (size_t i = 0; i < chunk.len && !s->body_done; i++) {
-        unsigned char c = (unsigned char)chunk.p[i];
+    /* Runs of bytes up to the next LF are copied whole; only an LF is looked at. */
+    for (size_t i = 0; i < chunk.len && !s->body_done;) {
+        const char *p = chunk.p + i;
+        const char *nl = memchr(p, '\n', chunk.len - i);
+        size_t run = nl != NULL ? (size_t)(nl - p) : chunk.len - i;
+
         if (s->clen + 2 > sizeof(s->conv) && (st = verify_flush(s, err)) != UM_OK)
             return st;
-        if (c == '\n' && !s->prev_cr) /* RFC 5322 2.3: bare LF is not a line end; fix it */
+        if (run > 0) {
+            size_t take = run < sizeof(s->conv) - s->clen ? run : sizeof(s->conv) - s->clen;
+            memcpy(s->conv + s->clen, p, take);
+            s->clen += take;
+            s->prev_cr = p[take - 1] == '\r';
+            i += take;
+            continue;
+        }
+        if (!s->prev_cr) /* RFC 5322 2.3: bare LF is not a line end; fix it */
             s->conv[s->clen++] = '\r';
-        s->conv[s->clen++] = c;
-        s->prev_cr = c == '\r';
+        s->conv[s->clen++] = '\n';
+        s->prev_cr = false;
+        i++;
     }
     if (chunk.len > 0)
         s->body_open = chunk.p[chunk.len - 1] != '\n';
