@@ -24,21 +24,6 @@
 #include "dkim_sign.h"
 #include "keygen.h"
 
-/* libopendkim 2.11.0~beta2 never frees the private key it loads for an Ed25519 handle (its
- * dkim_free only releases RSA key data). Not ours to fix here; see the report. */
-const char *__lsan_default_suppressions(void);
-const char *
-__lsan_default_suppressions(void)
-{
-    return "leak:dkim_privkey_load\n";
-}
-const char *__asan_default_options(void);
-const char *
-__asan_default_options(void)
-{
-    return "fast_unwind_on_malloc=0"; /* full stacks through libcrypto for the suppression */
-}
-
 static char tmpdir[64];
 static char rsa_path[128], ed_path[128], short_path[128], garbage_path[128], open_path[128];
 static char rsa_txt[1024], ed_txt[256];
