@@ -23,23 +23,50 @@
  *                          "no record": callers turn it into temperror / tempfail.
  *              A TEMPFAIL carries a reason ("timed out after 5 s", "rcode SERVFAIL").
  *
+ * CACHE        In front of libunbound sits an in-process answer cache, so that a repeated
+ *              lookup is served in the calling thread with no thread hop and no syscall
+ *              (a libunbound cache hit still costs three hops; see dns.c). What is cached:
+ *              um_dns_query() results that are final (OK, NXDOMAIN, NODATA) with a TTL
+ *              above 0; never TEMPFAIL (timeouts, SERVFAIL, bogus, resolver errors). The
+ *              key is qtype plus the name lower-cased without its trailing dot, so
+ *              "Example.ORG." and "example.org" share one entry. How long: the TTL
+ *              libunbound reports for the answer RRset, but no longer than any TTL in the
+ *              reply's answer section (a CNAME chain lives as long as its shortest link);
+ *              for NXDOMAIN/NODATA the smaller of the authority SOA's TTL and its MINIMUM
+ *              (RFC 2308 5), so a negative answer without an SOA is not cached. Counted on
+ *              CLOCK_MONOTONIC from when the answer arrived and capped at
+ *              UM_DNS_CACHE_MAX_TTL (OK) or UM_DNS_CACHE_MAX_NEG_TTL (negative). A hit
+ *              reports ttl as the seconds it has left; its packet is the reply as first
+ *              received (its TTL fields are not aged). Bound: at most
+ *              UM_DNS_CACHE_ENTRIES entries and UM_DNS_CACHE_BYTES bytes of storage (both
+ *              settable with um_dns_set_cache_max()), least recently used evicted first;
+ *              an expired entry is dropped when a lookup meets it. libunbound keeps its
+ *              own cache behind this one, with its own TTL handling; it answers our misses
+ *              (and its failures, never cached here, are tried again each time).
+ *              um_dns_txt() is built on um_dns_query() and shares the cache (a TXT record
+ *              it finds malformed is re-checked, and TEMPFAILs, on every hit).
  * TIMEOUTS     Each lookup returns within timeout_s seconds (plus scheduling): the query runs
  *              in libunbound's background thread and the caller waits on a condition with a
  *              deadline; at the deadline the query is cancelled and the result is TEMPFAIL.
  *              libunbound keeps resolving a cancelled query in the background (and caches
  *              what it learns), so a slow server costs the cache, never the caller.
  * THREADS      All functions on one struct um_dns are safe from any thread at once; the
- *              cache is shared. um_dns_new() starts two threads (libunbound's worker on the
- *              first lookup, and our dispatcher at once), so create it after any fork() and
- *              from a thread whose signal mask the daemon wants inherited.
+ *              cache is shared. A cache hit holds the cache lock only to find the entry and
+ *              take a reference (entries are immutable). um_dns_new() starts two threads
+ *              (libunbound's worker on the first lookup, and our dispatcher at once), so
+ *              create it after any fork() and from a thread whose signal mask the daemon
+ *              wants inherited.
  * OWNERSHIP    server strings and names are borrowed for the call. Results are owned by the
- *              caller and released with um_dns_txt_fini() / um_dns_answer_free().
- *              um_dns_free() must not run while lookups are in flight.
+ *              caller and released with um_dns_txt_fini() / um_dns_answer_free(); an answer
+ *              may share read-only storage with the cache and with other callers' answers
+ *              (a reference, dropped by um_dns_answer_free), so never write through it. An
+ *              answer stays valid after um_dns_free(). um_dns_free() must not run while
+ *              lookups are in flight.
  * ERRORS       um_dns_new(): UM_EINVAL a bad server string ("dns: server \"x\": not an IP
  *              address"), UM_EIO resolv.conf unreadable, UM_ENOMEM, UM_ETEMP the resolver
  *              could not be set up. Lookups: UM_OK whenever a result (including TEMPFAIL) was
  *              reached; UM_EINVAL a name that is not a plain dotted DNS name (see below);
- *              UM_ENOMEM.
+ *              UM_ENOMEM. Names are checked before the cache is consulted.
  * LIMITS       Names: 1..253 bytes (one trailing dot allowed), labels 1..63 bytes, bytes
  *              0x21..0x7e except '\\' (no escapes: the name is sent as written). At most
  *              UM_DNS_MAX_SERVERS servers. timeout_s 1..UM_DNS_MAX_TIMEOUT. TXT records are
@@ -57,6 +84,14 @@
 #define UM_DNS_MAX_SERVERS 16
 #define UM_DNS_MAX_TIMEOUT 60
 #define UM_DNS_NAME_MAX    253
+
+/* The answer cache (CACHE above). TTL caps in seconds: a longer TTL is cut to the cap, so
+ * a changed record is seen within the cap even if its owner set a day; negative answers
+ * get a shorter cap because a name that is just being created should appear soon. */
+#define UM_DNS_CACHE_MAX_TTL     3600
+#define UM_DNS_CACHE_MAX_NEG_TTL 300
+#define UM_DNS_CACHE_ENTRIES     10000       /* default bound on entries */
+#define UM_DNS_CACHE_BYTES       (16u << 20) /* default bound on their storage, bytes */
 
 /* RR types callers use (host order). */
 #define UM_DNS_TYPE_A     1
@@ -87,19 +122,33 @@ struct um_dns_txt {
     char *store_;       /* private: backing storage */
 };
 
-/* One raw lookup (um_dns_query). rdata[i] points into storage owned by the answer. */
+/* One raw lookup (um_dns_query). packet and rdata point into read-only storage the answer
+ * holds a reference to (possibly shared with the cache): valid until um_dns_answer_free. */
 struct um_dns_answer {
     enum um_dns_result result;
     int rcode;                   /* -1 when no answer arrived */
     int qtype;                   /* as asked */
     const unsigned char *packet; /* full reply in wire format, or NULL (packet_len 0) */
     size_t packet_len;
-    struct um_str *rdata; /* answer RRs of qtype, raw rdata (not NUL-terminated) */
+    struct um_str *rdata; /* answer RRs of qtype, raw rdata (not NUL-terminated); read-only */
     size_t n;
-    unsigned ttl; /* of the answer RRset, seconds (0 when none) */
+    unsigned ttl; /* seconds: OK the answer RRset's TTL, NXDOMAIN/NODATA the negative TTL
+                   * (CACHE; 0 without an SOA), TEMPFAIL 0; a cache hit: the seconds left */
     bool secure;  /* DNSSEC-validated (only with a trust anchor; none is configured today) */
+    bool cached;  /* served from the in-process cache */
     char reason[128];
-    void *backend_; /* private: the resolver library's result */
+    void *backend_; /* private: the stored answer this one borrows from, or NULL */
+};
+
+/* What the cache holds now and has done since um_dns_new (um_dns_cache_stats). */
+struct um_dns_cache_stats {
+    size_t entries;     /* answers held */
+    size_t bytes;       /* their storage */
+    size_t max_entries; /* the bounds in force */
+    size_t max_bytes;
+    uint64_t hits;      /* lookups answered from the cache */
+    uint64_t misses;    /* lookups passed to libunbound (valid names only) */
+    uint64_t evictions; /* entries dropped to stay within a bound */
 };
 
 /* Creates the resolver. servers may be NULL when n is 0 (then /etc/resolv.conf). */
@@ -123,6 +172,14 @@ void um_dns_txt_fini(struct um_dns_txt *res);
 UM_NODISCARD enum um_status um_dns_query(struct um_dns *dns, const char *name, int qtype,
                                          struct um_dns_answer **out, struct um_error *err);
 void um_dns_answer_free(struct um_dns_answer *ans);
+
+/* Sets the cache bounds (defaults UM_DNS_CACHE_ENTRIES, UM_DNS_CACHE_BYTES) and evicts down
+ * to them at once; max_entries 0 or max_bytes 0 turns the cache off (and empties it). An
+ * answer larger than max_bytes is not cached. Safe from any thread; answers already handed
+ * out stay valid. */
+void um_dns_set_cache_max(struct um_dns *dns, size_t max_entries, size_t max_bytes);
+/* A consistent snapshot of the cache's counters. */
+void um_dns_cache_stats(struct um_dns *dns, struct um_dns_cache_stats *st);
 
 /* "ok", "nxdomain", "nodata", "tempfail". */
 const char *um_dns_result_name(enum um_dns_result r);
