@@ -71,6 +71,8 @@
 
 #include <unbound.h>
 
+#include "hash.h"
+
 #define DNS_CLASS_IN       1
 #define DNS_RCODE_NOERROR  0
 #define DNS_RCODE_NXDOMAIN 3
@@ -249,58 +251,6 @@ dns_now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * DNS_NS_PER_S + ts.tv_nsec;
-}
-
-static uint64_t
-dns_rotl(uint64_t x, unsigned b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void
-dns_sipround(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = dns_rotl(v[1], 13) ^ v[0];
-    v[0] = dns_rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = dns_rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = dns_rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = dns_rotl(v[1], 17) ^ v[2];
-    v[2] = dns_rotl(v[2], 32);
-}
-
-/* SipHash-2-4 (Aumasson and Bernstein, 2012): 8-byte little-endian words, the last one
- * padded with the message length in its top byte. */
-static uint64_t
-dns_hash(const uint64_t k[2], const unsigned char *p, size_t len)
-{
-    uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL,
-                     k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL};
-    size_t i = 0;
-
-    for (;;) {
-        size_t take = len - i < 8 ? len - i : 8;
-        uint64_t m = 0;
-
-        for (size_t j = 0; j < take; j++)
-            m |= (uint64_t)p[i + j] << (8 * j);
-        if (take < 8)
-            m |= (uint64_t)len << 56;
-        v[3] ^= m;
-        dns_sipround(v);
-        dns_sipround(v);
-        v[0] ^= m;
-        i += take;
-        if (take < 8)
-            break;
-    }
-    v[2] ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        dns_sipround(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
 /* The cache key of a valid name: qtype, then the name lower-cased without a trailing dot. */
@@ -1046,7 +996,7 @@ um_dns_query(struct um_dns *dns, const char *name, int qtype, struct um_dns_answ
     a->qtype = qtype;
     a->rcode = -1;
     key_len = dns_cache_key(name, qtype, key);
-    hash = dns_hash(dns->cache.seed, key, key_len);
+    hash = um_siphash24(dns->cache.seed, key, key_len);
     now = dns_now_ns();
     if ((e = dns_cache_get(&dns->cache, key, key_len, hash, now)) != NULL) {
         dns_answer_borrow(a, e);

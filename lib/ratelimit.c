@@ -65,6 +65,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "log.h"
 
 /* um_error_set() returns its code, but from another file; spelling the code out here lets
@@ -111,62 +112,11 @@ rl_check_now(int64_t now, struct um_error *err)
     return UM_OK;
 }
 
-static uint64_t
-rl_rotl(uint64_t x, unsigned b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-/* SipHash-2-4 (Aumasson and Bernstein, 2012), written from the paper. */
+/* SipHash-2-4 (lib/hash.h) under the table's seed. */
 static uint64_t
 rl_hash(const uint64_t seed[2], const char *p, size_t len)
 {
-    uint64_t v0 = seed[0] ^ 0x736f6d6570736575ULL, v1 = seed[1] ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = seed[0] ^ 0x6c7967656e657261ULL, v3 = seed[1] ^ 0x7465646279746573ULL;
-    const unsigned char *s = (const unsigned char *)p;
-    size_t i = 0;
-
-#define RL_SIPROUND                                                                                \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = rl_rotl(v1, 13);                                                                      \
-        v1 ^= v0;                                                                                  \
-        v0 = rl_rotl(v0, 32);                                                                      \
-        v2 += v3;                                                                                  \
-        v3 = rl_rotl(v3, 16);                                                                      \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = rl_rotl(v3, 21);                                                                      \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = rl_rotl(v1, 17);                                                                      \
-        v1 ^= v2;                                                                                  \
-        v2 = rl_rotl(v2, 32);                                                                      \
-    } while (0)
-
-    for (; i + 8 <= len; i += 8) {
-        uint64_t m = 0;
-        for (unsigned j = 0; j < 8; j++)
-            m |= (uint64_t)s[i + j] << (8 * j);
-        v3 ^= m;
-        RL_SIPROUND;
-        RL_SIPROUND;
-        v0 ^= m;
-    }
-    uint64_t b = (uint64_t)len << 56;
-    for (unsigned j = 0; i + j < len; j++)
-        b |= (uint64_t)s[i + j] << (8 * j);
-    v3 ^= b;
-    RL_SIPROUND;
-    RL_SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    RL_SIPROUND;
-    RL_SIPROUND;
-    RL_SIPROUND;
-    RL_SIPROUND;
-#undef RL_SIPROUND
-    return v0 ^ v1 ^ v2 ^ v3;
+    return um_siphash24(seed, p, len);
 }
 
 /* --- policy ------------------------------------------------------------------------- */
