@@ -534,7 +534,8 @@ um_dkim_sign_key_sign_digest(const struct um_signer *key, const unsigned char *d
     } else {
         /* Ed25519 is one-shot only: EVP_DigestSign over the 32 digest bytes (RFC 8463 3). */
         mctx = EVP_MD_CTX_new();
-        ok = mctx != NULL && EVP_DigestSignInit_ex(mctx, NULL, NULL, NULL, NULL, key->pkey, NULL) == 1
+        ok = mctx != NULL
+             && EVP_DigestSignInit_ex(mctx, NULL, NULL, NULL, NULL, key->pkey, NULL) == 1
              && EVP_DigestSign(mctx, sig, siglen, digest, UM_DKIM_SIGN_DIGEST_LEN) == 1;
     }
     if (!ok) {
@@ -555,8 +556,8 @@ um_dkim_sign_key_sign_digest(const struct um_signer *key, const unsigned char *d
 
 /* Bytes that end a run of plain text in the body: line ends, and WSP for relaxed. */
 static const bool canon_stop_simple[256] = {['\r'] = true, ['\n'] = true};
-static const bool canon_stop_relaxed[256] = {['\r'] = true, ['\n'] = true, [' '] = true,
-                                             ['\t'] = true};
+static const bool canon_stop_relaxed[256] = {
+    ['\r'] = true, ['\n'] = true, [' '] = true, ['\t'] = true};
 
 static bool
 canon_is_wsp(char c)
@@ -766,8 +767,17 @@ um_dkim_canon_body_update(struct um_dkim_canon_body *bc, struct um_str chunk)
     while (i < n) {
         size_t j = i;
 
-        while (j < n && !stop[p[j]])
-            j++;
+        /* A run of text. For relaxed, a single SP between two text bytes of the run is its
+         * own canonical form, so ordinary prose stays on this path (not after a pending WSP
+         * run: j > i means the byte before the SP is text). */
+        for (;;) {
+            while (j < n && !stop[p[j]])
+                j++;
+            if (j > i && j + 1 < n && p[j] == ' ' && !stop[p[j + 1]])
+                j += 2;
+            else
+                break;
+        }
         if (j > i)
             body_text(bc, chunk.p + i, j - i);
         if (j == n)
@@ -873,10 +883,9 @@ sign_list_add(const char *const *src, const char *what, bool dedup, char **l, si
         }
         total += len + 1;
         if (!ok || total > 900) {
-            return um_error_set(err, UM_EINVAL,
-                                ok ? "dkim sign: %s list too long"
-                                   : "dkim sign: bad header name in %s list",
-                                what);
+            return um_error_set(
+                err, UM_EINVAL,
+                ok ? "dkim sign: %s list too long" : "dkim sign: bad header name in %s list", what);
         }
         if (dedup && sign_list_has(l, *n, src[i]))
             continue;
@@ -931,10 +940,10 @@ um_dkim_sign_new(const struct um_dkim_sign_opts *opts, struct um_dkim_sign **out
     ds = calloc(1, sizeof(*ds));
     if (ds == NULL)
         return um_error_set(err, UM_ENOMEM, "dkim sign: out of memory");
-    ds->hcanon = opts->header_canon == UM_DKIM_CANON_SIMPLE ? UM_DKIM_CANON_SIMPLE
-                                                            : UM_DKIM_CANON_RELAXED;
-    ds->bcanon = opts->body_canon == UM_DKIM_CANON_SIMPLE ? UM_DKIM_CANON_SIMPLE
-                                                          : UM_DKIM_CANON_RELAXED;
+    ds->hcanon =
+        opts->header_canon == UM_DKIM_CANON_SIMPLE ? UM_DKIM_CANON_SIMPLE : UM_DKIM_CANON_RELAXED;
+    ds->bcanon =
+        opts->body_canon == UM_DKIM_CANON_SIMPLE ? UM_DKIM_CANON_SIMPLE : UM_DKIM_CANON_RELAXED;
     ds->leadspc = opts->value_has_leading_space;
     ds->fixed_time = opts->fixed_time;
     ds->names = calloc(nsign + nover + 1, sizeof(*ds->names));
@@ -946,8 +955,7 @@ um_dkim_sign_new(const struct um_dkim_sign_opts *opts, struct um_dkim_sign **out
     /* Oversigned names are signed too: every instance, then one entry more. */
     if ((st = sign_list_add(sign, "sign_headers", true, ds->names, &nnames, err)) != UM_OK
         || (st = sign_list_add(over, "oversign_headers", false, ds->oversign, &n, err)) != UM_OK
-        || (st = sign_list_add(over, "oversign_headers", true, ds->names, &nnames, err))
-               != UM_OK)
+        || (st = sign_list_add(over, "oversign_headers", true, ds->names, &nnames, err)) != UM_OK)
         goto fail;
     ds->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (ds->sha256 == NULL) {
@@ -1273,7 +1281,7 @@ sign_fold_h(struct um_buf *b, size_t *col, const char *list)
     size_t len = strlen(list);
     const char *p = list;
 
-    if (3 + len + 1 <= SIGN_FOLD_WIDTH - 1) {
+    if (1 + 2 + len + 1 <= SIGN_FOLD_WIDTH) { /* TAB "h=" list ";" fits a fresh line */
         char tag[SIGN_FOLD_WIDTH + 1];
         (void)snprintf(tag, sizeof(tag), "h=%s;", list);
         sign_fold_tag(b, col, tag);

@@ -31,8 +31,8 @@
  *              header value without the "DKIM-Signature:" name, folded with LF + TAB only
  *              (no CR), as smfi_insheader() wants it; it starts with one space exactly when
  *              opts.value_has_leading_space is set (the MTA then inserts it verbatim).
- *              Lines stay within 76 characters (counting "DKIM-Signature: ") unless one
- *              d= or i= value is longer; h= folds after a colon, b= anywhere.
+ *              Lines stay within 76 characters (counting "DKIM-Signature: ") unless a
+ *              single d=, s= or i= tag is longer; h= folds after a colon, b= anywhere.
  *              Prepend the headers in the order returned; each signature covers only the
  *              original headers, so their relative order does not matter to verifiers.
  * SIGNED SET   Default h=: From (oversigned: listed once more than it occurs), To, Cc,
@@ -59,7 +59,9 @@
  * ERRORS       UM_EINVAL bad key/option (the message names the key and file, never its
  *              bytes); UM_ENOENT key file missing; UM_EIO read error; UM_ENOMEM; UM_ELIMIT a
  *              header longer than UM_DKIM_SIGN_MAX_HEADER, or signed headers beyond
- *              UM_DKIM_SIGN_MAX_SIGNED_HEADERS / UM_DKIM_SIGN_MAX_SIGNED_BYTES; UM_ETEMP
+ *              UM_DKIM_SIGN_MAX_SIGNED_HEADERS / UM_DKIM_SIGN_MAX_SIGNED_BYTES; UM_EINVAL
+ *              from um_dkim_sign_eoh() when h= would be empty (no listed header present and
+ *              no oversign_headers); UM_ETEMP
  *              OpenSSL failed to hash or sign this message (the caller lets the message
  *              through unsigned or tempfails, per policy). A failed session step leaves the
  *              session failed: later steps return the same code, and
