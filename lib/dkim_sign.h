@@ -61,11 +61,11 @@
  *              header longer than UM_DKIM_SIGN_MAX_HEADER, or signed headers beyond
  *              UM_DKIM_SIGN_MAX_SIGNED_HEADERS / UM_DKIM_SIGN_MAX_SIGNED_BYTES; UM_EINVAL
  *              from um_dkim_sign_eoh() when h= would be empty (no listed header present and
- *              no oversign_headers); UM_ETEMP
- *              OpenSSL failed to hash or sign this message (the caller lets the message
- *              through unsigned or tempfails, per policy). A failed session step leaves the
- *              session failed: later steps return the same code, and
- *              um_dkim_sign_session_free() is still required.
+ *              no oversign_headers); UM_ETEMP OpenSSL failed to hash or sign this message
+ *              (the caller lets the message through unsigned or tempfails, per policy). A
+ *              failed session step leaves the session failed: later steps return the same
+ *              code, and um_dkim_sign_session_free() is still required. (A bad field name
+ *              and a call out of order are UM_EINVAL without failing the session.)
  * LIMITS       Memory per session: the canonical form of the headers that will be signed
  *              (until um_dkim_sign_eoh()), an 8 KiB body canonicalization buffer, two
  *              SHA-256 states and the results; the body is never held. Work is O(headers +
