@@ -1411,5 +1411,8 @@ main(int argc, char **argv)
     printf("client_cpu_s_per_1000: %.3f\n", self * 1000.0 / (double)c.total);
     if (out != NULL)
         write_results(&c, out);
+    free(lat);
+    free(w);
+    free(th);
     return 0;
 }
