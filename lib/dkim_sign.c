@@ -623,7 +623,8 @@ canon_header_simple(struct canon_out *o, struct um_str name, struct um_str value
 
 /* RFC 6376 3.4.2, steps in order: lower-case name; unfold (a line end followed by WSP goes);
  * WSP runs -> one SP; no WSP at the end of the value nor around the colon. A line end not
- * followed by WSP cannot come from an MTA; it is kept as CRLF. */
+ * followed by WSP cannot come from an MTA (it would start the next field); it is unfolded
+ * all the same and counts as white space, so the result is always one line. */
 static void
 canon_header_relaxed(struct canon_out *o, struct um_str name, struct um_str value)
 {
@@ -641,17 +642,7 @@ canon_header_relaxed(struct canon_out *o, struct um_str name, struct um_str valu
         char c = value.p[i];
         if (c == '\r' && i + 1 < value.len && value.p[i + 1] == '\n')
             c = value.p[++i];
-        if (c == '\n') {
-            if (i + 1 < value.len && canon_is_wsp(value.p[i + 1]))
-                continue; /* a fold */
-            if (wsp)
-                canon_out_byte(o, ' ');
-            canon_out_bytes(o, "\r\n", 2);
-            wsp = false;
-            started = true;
-            continue;
-        }
-        if (canon_is_wsp(c)) {
+        if (c == '\n' || canon_is_wsp(c)) {
             wsp = started; /* leading WSP (after the colon) goes */
             continue;
         }
