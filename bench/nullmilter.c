@@ -1,7 +1,7 @@
 /*
  * nullmilter - a libmilter milter that sees every stage and does nothing: the benchmark floor
  *
- *   nullmilter SOCKET        (unix:/path or inet:PORT@HOST; runs in the foreground)
+ *   nullmilter [-q] SOCKET   (unix:/path or inet:PORT@HOST; runs in the foreground)
  *
  * DESIGN       Registers every callback (connect, helo, envfrom, envrcpt, data, header, eoh,
  *              body, eom, abort, close, unknown, negotiate) and returns SMFIS_CONTINUE from
@@ -10,6 +10,10 @@
  *              context (calloc'd at connect, freed at close) as any real milter does, and
  *              reads one macro per stage. What it costs per message is what libmilter
  *              itself costs: the floor any libmilter-based milter stands on.
+ *              With -q it negotiates what unimilter does instead: no replies for HELO,
+ *              headers, end of headers and body (SMFIP_NR_*), no DATA or unknown commands;
+ *              those callbacks answer SMFIS_NOREPLY. That is the floor for the protocol
+ *              unimilter speaks, which costs fewer round trips than "every step".
  * THREADS      No shared mutable state; the context hangs off smfi_setpriv().
  * SIGNALS      libmilter's: SIGTERM or SIGHUP stop it.
  */
@@ -29,17 +33,28 @@ struct null_ctx {
 /* libmilter takes char * for strings it never writes (as milter/daemon.h's MSTR). */
 #define MSTR(s) ((char *)(uintptr_t)(s))
 
+#define NULL_NR (SMFIP_NR_HELO | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
+
+static unsigned long null_noreply; /* -q: the SMFIP_NR_* steps negotiated (per process) */
+
+static sfsistat
+null_step(unsigned long bit)
+{
+    return (null_noreply & bit) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
 static sfsistat
 null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
                unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
                unsigned long *pf3)
 {
     (void)ctx;
-    (void)f1;
     (void)f2;
     (void)f3;
     *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE);
     *pf1 = 0; /* every step, every reply */
+    if (null_noreply != 0)
+        *pf1 = f1 & (NULL_NR | SMFIP_NODATA | SMFIP_NOUNKNOWN);
     *pf2 = 0;
     *pf3 = 0;
     return SMFIS_CONTINUE;
@@ -65,7 +80,7 @@ null_helo(SMFICTX *ctx, char *helo)
 {
     (void)ctx;
     (void)helo;
-    return SMFIS_CONTINUE;
+    return null_step(SMFIP_NR_HELO);
 }
 
 static sfsistat
@@ -98,14 +113,14 @@ null_header(SMFICTX *ctx, char *name, char *value)
 
     if (nc != NULL)
         nc->bytes += strlen(name) + strlen(value);
-    return SMFIS_CONTINUE;
+    return null_step(SMFIP_NR_HDR);
 }
 
 static sfsistat
 null_eoh(SMFICTX *ctx)
 {
     (void)smfi_getsymval(ctx, MSTR("i"));
-    return SMFIS_CONTINUE;
+    return null_step(SMFIP_NR_EOH);
 }
 
 static sfsistat
@@ -116,7 +131,7 @@ null_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
     (void)chunk;
     if (nc != NULL)
         nc->bytes += len;
-    return SMFIS_CONTINUE;
+    return null_step(SMFIP_NR_BODY);
 }
 
 static sfsistat
@@ -176,8 +191,13 @@ main(int argc, char **argv)
 {
     char *sock;
 
+    if (argc == 3 && strcmp(argv[1], "-q") == 0) {
+        null_noreply = NULL_NR;
+        argv++;
+        argc--;
+    }
     if (argc != 2) {
-        fputs("usage: nullmilter unix:/path | inet:PORT@HOST\n", stderr);
+        fputs("usage: nullmilter [-q] unix:/path | inet:PORT@HOST\n", stderr);
         return 64; /* EX_USAGE */
     }
     sock = argv[1];
