@@ -111,8 +111,7 @@ struct um_dkim_sign_session {
     EVP_MD_CTX *hctx; /* the signed headers, common to all signers */
     EVP_MD_CTX *bctx; /* the canonical body */
     bool hash_failed; /* an EVP_DigestUpdate() from a sink failed */
-    char *store;      /* kept headers (names and canonical fields) until end of headers */
-    size_t store_len, store_cap;
+    struct um_buf store;      /* kept headers (names and canonical fields) until end of headers */
     enum um_status store_err; /* set by the store sink */
     struct sign_hdr *hdr;
     size_t nhdr, hdr_cap;
@@ -1004,37 +1003,23 @@ sign_store_sink(void *arg, const char *p, size_t len)
 
     if (s->store_err != UM_OK)
         return;
-    if (len > UM_DKIM_SIGN_MAX_SIGNED_BYTES - s->store_len) {
+    if (len > UM_DKIM_SIGN_MAX_SIGNED_BYTES - s->store.len) {
         s->store_err = UM_ELIMIT;
         return;
     }
-    if (s->store_len + len > s->store_cap) {
-        size_t cap = s->store_cap > 0 ? s->store_cap : 2048;
-        char *nb;
-        while (cap < s->store_len + len)
-            cap *= 2;
-        if (cap > UM_DKIM_SIGN_MAX_SIGNED_BYTES)
-            cap = UM_DKIM_SIGN_MAX_SIGNED_BYTES;
-        nb = realloc(s->store, cap);
-        if (nb == NULL) {
-            s->store_err = UM_ENOMEM;
-            return;
-        }
-        s->store = nb;
-        s->store_cap = cap;
-    }
-    memcpy(s->store + s->store_len, p, len);
-    s->store_len += len;
+    um_buf_add(&s->store, p, len);
+    if (s->store.oom)
+        s->store_err = UM_ENOMEM;
 }
 
 static void
 sign_store_drop(struct um_dkim_sign_session *s)
 {
-    free(s->store);
+    free(s->store.p);
     free(s->hdr);
-    s->store = NULL;
+    s->store = (struct um_buf){0};
     s->hdr = NULL;
-    s->store_len = s->store_cap = s->nhdr = s->hdr_cap = 0;
+    s->nhdr = s->hdr_cap = 0;
 }
 
 void
@@ -1146,15 +1131,15 @@ um_dkim_sign_header(struct um_dkim_sign_session *s, struct um_str name, struct u
     }
     h = &s->hdr[s->nhdr];
     h->list = list;
-    h->name_off = s->store_len;
+    h->name_off = s->store.len;
     need = name.len;
     while (need > 0 && canon_is_wsp(name.p[need - 1]))
         need--;
     h->name_len = need;
     sign_store_sink(s, name.p, need);
-    h->canon_off = s->store_len;
+    h->canon_off = s->store.len;
     canon_header(s->ds->hcanon, name, value, s->ds->leadspc, true, sign_store_sink, s);
-    h->canon_len = s->store_len - h->canon_off;
+    h->canon_len = s->store.len - h->canon_off;
     if (s->store_err == UM_ELIMIT) {
         (void)um_error_set(err, UM_ELIMIT, "dkim sign: header fields to sign exceed %d bytes",
                            UM_DKIM_SIGN_MAX_SIGNED_BYTES);
@@ -1198,10 +1183,10 @@ sign_hash_headers(struct um_dkim_sign_session *s, struct um_error *err)
         const struct sign_hdr *use = &s->hdr[inst[start[l] + count - 1 - rank[j]]];
         const struct sign_hdr *h = &s->hdr[j];
 
-        ok = EVP_DigestUpdate(s->hctx, s->store + use->canon_off, use->canon_len) == 1;
+        ok = EVP_DigestUpdate(s->hctx, s->store.p + use->canon_off, use->canon_len) == 1;
         if (j > 0)
             um_buf_add(&s->hlist, ":", 1);
-        um_buf_add(&s->hlist, s->store + h->name_off, h->name_len);
+        um_buf_add(&s->hlist, s->store.p + h->name_off, h->name_len);
     }
     for (size_t i = 0; ds->oversign[i] != NULL; i++) {
         if (s->hlist.len > 0)

@@ -18,35 +18,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "dkim_sign.h"
 
 #define FUZZ_CHECK(c) ((c) ? (void)0 : abort())
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct out {
-    char *p;
-    size_t len, cap;
-};
-
 static void
 sink(void *arg, const char *p, size_t len)
 {
-    struct out *o = arg;
+    struct um_buf *o = arg;
 
-    if (o->len + len > o->cap) {
-        size_t cap = (o->len + len) * 2 + 64;
-        char *np = realloc(o->p, cap);
-        FUZZ_CHECK(np != NULL);
-        o->p = np;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, p, len);
-    o->len += len;
+    um_buf_add(o, p, len);
+    FUZZ_CHECK(!o->oom);
 }
 
 static void
-body(enum um_dkim_canon canon, const char *p, size_t len, size_t chunk, struct out *o)
+body(enum um_dkim_canon canon, const char *p, size_t len, size_t chunk, struct um_buf *o)
 {
     struct um_dkim_canon_body *bc = NULL;
 
@@ -62,7 +51,7 @@ body(enum um_dkim_canon canon, const char *p, size_t len, size_t chunk, struct o
 }
 
 static void
-check_lines(const struct out *o, bool relaxed, bool header)
+check_lines(const struct um_buf *o, bool relaxed, bool header)
 {
     for (size_t i = 0; i < o->len; i++) {
         char c = o->p[i];
@@ -83,7 +72,7 @@ check_lines(const struct out *o, bool relaxed, bool header)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct out a = {0}, b = {0};
+    struct um_buf a = {0}, b = {0};
     enum um_dkim_canon canon;
     bool relaxed;
 

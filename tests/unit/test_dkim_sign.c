@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 #include <opendkim/dkim.h>
 
+#include "buf.h"
 #include "dkim_sign.h"
 #include "keygen.h"
 
@@ -774,24 +775,14 @@ test_dkim_sign_rfc8463(void **state)
 
 /* ---- canonicalization known answers (RFC 6376 3.4) ------------------------------------ */
 
-struct collect {
-    char *p;
-    size_t len, cap;
-};
-
+/* Canonical output collected in a lib/buf buffer (NUL-terminated, so it prints). */
 static void
 collect_sink(void *arg, const char *p, size_t len)
 {
-    struct collect *c = arg;
+    struct um_buf *c = arg;
 
-    if (c->len + len + 1 > c->cap) {
-        c->cap = 2 * (c->len + len + 1);
-        c->p = realloc(c->p, c->cap);
-        assert_non_null(c->p);
-    }
-    memcpy(c->p + c->len, p, len);
-    c->len += len;
-    c->p[c->len] = '\0';
+    um_buf_add(c, p, len);
+    assert_false(c->oom);
 }
 
 /* Printable form of bytes for failure messages (static buffer: one use per message). */
@@ -856,7 +847,7 @@ static const struct {
 /* Canonicalizes in[0..len) given as three chunks split at a and b (a <= b <= len). */
 static void
 canon_body_split(enum um_dkim_canon canon, const char *in, size_t len, size_t a, size_t b,
-                 struct collect *c)
+                 struct um_buf *c)
 {
     struct um_dkim_canon_body *bc = NULL;
 
@@ -873,7 +864,7 @@ canon_body_split(enum um_dkim_canon canon, const char *in, size_t len, size_t a,
 static void
 test_dkim_canon_body(void **state)
 {
-    struct collect c = {0};
+    struct um_buf c = {0};
     char g[256], w[256];
 
     (void)state;
@@ -922,7 +913,7 @@ static const struct {
 static void
 test_dkim_canon_header(void **state)
 {
-    struct collect c = {0};
+    struct um_buf c = {0};
     char g[256], w[256];
 
     (void)state;
@@ -1256,7 +1247,7 @@ a3_digest(const char *sigfield, unsigned char *digest)
         {"Date", " Fri, 11 Jul 2003 21:00:37 -0700 (PDT)"},
         {"Message-ID", " <20030712040037.46341.5F8J@football.example.com>"},
     };
-    struct collect c = {0};
+    struct um_buf c = {0};
     unsigned int dlen = 0;
 
     /* h=from:to:subject:date:message-id:from:subject:date; the last three name instances
@@ -1320,7 +1311,7 @@ test_dkim_sign_rfc8463_exact(void **state)
         .name = "brisbane", .domain = "football.example.com", .selector = "brisbane"};
     unsigned char seed[33], small[8];
     size_t smallen = sizeof(small), plen;
-    struct collect c = {0};
+    struct um_buf c = {0};
     struct um_signer *k = NULL;
     struct um_error err = {0};
     EVP_PKEY *pk;
