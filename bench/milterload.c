@@ -234,6 +234,8 @@ now_us(void)
 static void
 buf_add(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0) /* p may be NULL then (an empty packet), and memcpy must not see it */
+        return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n)
