@@ -73,3 +73,15 @@ um_str_eq_ci(struct um_str s, const char *lit)
     }
     return true;
 }
+
+int
+um_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

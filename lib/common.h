@@ -52,4 +52,7 @@ const char *um_strerror(int errnum, char *buf, size_t len);
 /* ASCII case-insensitive comparison of a byte range with a C string. */
 bool um_str_eq_ci(struct um_str s, const char *lit);
 
+/* The value of one hex digit (0-9, a-f, A-F), or -1 for any other byte. */
+int um_hexval(int c);
+
 #endif

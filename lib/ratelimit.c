@@ -1335,18 +1335,6 @@ rl_parse_u32(const char **pp, uint32_t max, uint32_t *out)
     return true;
 }
 
-static int
-rl_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* One record line (with its LF).  On failure *why says what is wrong. */
 static bool
 rl_parse_record(const char *line, struct rl_rec *r, const char **why)
@@ -1362,7 +1350,7 @@ rl_parse_record(const char *line, struct rl_rec *r, const char **why)
             return false;
         }
         if (c == '%') {
-            int hi = rl_hexval(p[1]), lo = hi < 0 ? -1 : rl_hexval(p[2]);
+            int hi = um_hexval(p[1]), lo = hi < 0 ? -1 : um_hexval(p[2]);
             if (hi < 0 || lo < 0) {
                 *why = "bad %-escape in key";
                 return false;

@@ -242,14 +242,11 @@ rr_names(const struct um_rlredis *r, struct um_str key, char *z, char *m)
     return o;
 }
 
+/* rr_names() writes lower-case hex; any other digit means the name is not ours. */
 static int
 rr_unhex(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
+    return c >= 'A' && c <= 'F' ? -1 : um_hexval(c);
 }
 
 /* "PREFIX{HEX}" -> key bytes in out (UM_RATELIMIT_KEY_MAX + 1); false if not ours. */

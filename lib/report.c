@@ -354,16 +354,6 @@ report_dkim_word(const char *w)
     return strcmp(w, "softfail") == 0 ? "fail" : "permerror";
 }
 
-static int
-report_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-        return (c | 0x20) - 'a' + 10;
-    return -1;
-}
-
 /* --- rua ------------------------------------------------------------------------------------ */
 
 enum um_status
@@ -409,8 +399,8 @@ um_report_rua_parse(struct um_str uri, char *addr, size_t addrlen, uint64_t *lim
     for (i = 7; i < end; i++) {
         char c = uri.p[i];
         if (c == '%') {
-            int hi = i + 2 < end ? report_hex(uri.p[i + 1]) : -1;
-            int lo = i + 2 < end ? report_hex(uri.p[i + 2]) : -1;
+            int hi = i + 2 < end ? um_hexval(uri.p[i + 1]) : -1;
+            int lo = i + 2 < end ? um_hexval(uri.p[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return um_error_set(err, UM_EINVAL, "rua: bad percent escape");
             c = (char)(hi << 4 | lo);

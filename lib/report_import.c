@@ -407,15 +407,6 @@ ri_b64(unsigned char c)
     return -1;
 }
 
-static int
-ri_hex(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (unsigned char)tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Transfer decoding (RFC 2045 6.7, 6.8) into a malloc'd buffer. */
 static enum um_status
 ri_cte(const char *name, const struct ri_part *pt, const char *d, size_t len, unsigned char **out,
@@ -450,10 +441,10 @@ ri_cte(const char *name, const struct ri_part *pt, const char *d, size_t len, un
         }
     } else if (strcmp(pt->cte, "quoted-printable") == 0) {
         for (size_t i = 0; i < len; i++) {
-            if (d[i] == '=' && i + 2 < len + 0 && ri_hex((unsigned char)d[i + 1]) >= 0
-                && ri_hex((unsigned char)d[i + 2]) >= 0) {
-                o[n++] = (unsigned char)(ri_hex((unsigned char)d[i + 1]) * 16
-                                         + ri_hex((unsigned char)d[i + 2]));
+            if (d[i] == '=' && i + 2 < len + 0 && um_hexval((unsigned char)d[i + 1]) >= 0
+                && um_hexval((unsigned char)d[i + 2]) >= 0) {
+                o[n++] = (unsigned char)(um_hexval((unsigned char)d[i + 1]) * 16
+                                         + um_hexval((unsigned char)d[i + 2]));
                 i += 2;
             } else if (d[i] == '=' && i + 1 < len && (d[i + 1] == '\n' || d[i + 1] == '\r')) {
                 i += d[i + 1] == '\r' && i + 2 < len && d[i + 2] == '\n' ? 2 : 1;

@@ -209,18 +209,6 @@ control_linger(int fd, const struct timespec *deadline)
     }
 }
 
-static int
-control_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes the escaped key form (\xHH) in place; returns the length, or -1 on a bad escape. */
 static long
 control_unescape(char *s, size_t len)
@@ -232,10 +220,10 @@ control_unescape(char *s, size_t len)
             s[o++] = s[i];
             continue;
         }
-        if (i + 3 >= len || s[i + 1] != 'x' || control_hex(s[i + 2]) < 0
-            || control_hex(s[i + 3]) < 0)
+        if (i + 3 >= len || s[i + 1] != 'x' || um_hexval(s[i + 2]) < 0
+            || um_hexval(s[i + 3]) < 0)
             return -1;
-        s[o++] = (char)(control_hex(s[i + 2]) * 16 + control_hex(s[i + 3]));
+        s[o++] = (char)(um_hexval(s[i + 2]) * 16 + um_hexval(s[i + 3]));
         i += 3;
     }
     return (long)o;
