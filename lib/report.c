@@ -30,6 +30,7 @@
  * exits early cannot kill us with SIGPIPE and no signal disposition is touched.
  */
 #define _DEFAULT_SOURCE /* strcasecmp, strncasecmp */
+#define _XOPEN_SOURCE 700 /* strptime */
 #include "report.h"
 
 #include <arpa/inet.h>
@@ -1207,4 +1208,27 @@ out:
         sqlite3_close(r.db);
     PQfinish(r.pg);
     return ret;
+}
+
+int64_t
+um_report_parse_day(const char *s)
+{
+    struct tm tm;
+    const char *end;
+    int64_t y, m, d, era, yoe, doy, doe;
+
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%d", &tm);
+    if (end == NULL || *end != '\0')
+        return -1;
+    /* Days from civil (proleptic Gregorian), without timegm() and its time zone. */
+    y = tm.tm_year + 1900;
+    m = tm.tm_mon + 1;
+    d = tm.tm_mday;
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (era * 146097 + doe - 719468) * 86400;
 }

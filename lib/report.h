@@ -104,4 +104,8 @@ UM_NODISCARD enum um_status um_report_run(const struct um_report_opts *opts,
 UM_NODISCARD enum um_status um_report_rua_parse(struct um_str uri, char *addr, size_t addrlen,
                                                 uint64_t *limit, struct um_error *err);
 
+/* "YYYY-MM-DD" (as strptime's %Y-%m-%d) -> the start of that UTC day in seconds since the
+ * epoch, or -1 when s is anything else. Days before 1970 come out negative. */
+int64_t um_report_parse_day(const char *s);
+
 #endif

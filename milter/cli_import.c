@@ -11,7 +11,6 @@
  * on stderr as "unimilter: report-import: <input>: <why>"; exit 1 when any input failed, 64
  * for usage errors. report-summary prints lib/report_import's table on stdout.
  */
-#define _XOPEN_SOURCE 700 /* strptime */
 #include "cli_import.h"
 
 #include <dirent.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "report.h"
 #include "report_import.h"
 
 #define CLI_IMPORT_CONFIG "/etc/unimilter/unimilter.conf"
@@ -264,29 +264,6 @@ um_cli_report_import(int argc, char **argv)
     return r.failed == 0 ? 0 : 1;
 }
 
-/* "YYYY-MM-DD" -> start of that UTC day, or -1 (days from civil, without timegm()). */
-static int64_t
-import_parse_day(const char *s)
-{
-    struct tm tm;
-    const char *end;
-    int64_t y, m, d, era, yoe, doy, doe;
-
-    memset(&tm, 0, sizeof(tm));
-    end = strptime(s, "%Y-%m-%d", &tm);
-    if (end == NULL || *end != '\0')
-        return -1;
-    y = tm.tm_year + 1900;
-    m = tm.tm_mon + 1;
-    d = tm.tm_mday;
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return (era * 146097 + doe - 719468) * 86400;
-}
-
 int
 um_cli_report_summary(int argc, char **argv)
 {
@@ -317,7 +294,7 @@ um_cli_report_summary(int argc, char **argv)
             o.domain = optarg;
             break;
         case 's':
-            if ((o.since = import_parse_day(optarg)) < 0) {
+            if ((o.since = um_report_parse_day(optarg)) < 0) {
                 fprintf(stderr, "unimilter: report-summary: --since %s: not YYYY-MM-DD\n", optarg);
                 return EX_USAGE;
             }

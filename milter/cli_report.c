@@ -9,7 +9,6 @@
  * Meant to run once a day from a timer, after midnight UTC: it reports every complete day
  * not yet reported and retries what is pending.
  */
-#define _XOPEN_SOURCE 700 /* strptime */
 #include "cli_report.h"
 
 #include <getopt.h>
@@ -60,33 +59,6 @@ report_print(void *arg, const char *line)
     fflush(stdout);
 }
 
-/* "YYYY-MM-DD" -> start of that UTC day, or -1. */
-static int64_t
-report_parse_day(const char *s)
-{
-    struct tm tm;
-    const char *end;
-    int64_t y, m, d, days;
-
-    memset(&tm, 0, sizeof(tm));
-    end = strptime(s, "%Y-%m-%d", &tm);
-    if (end == NULL || *end != '\0')
-        return -1;
-    /* Days from civil (proleptic Gregorian), without timegm(). */
-    y = tm.tm_year + 1900;
-    m = tm.tm_mon + 1;
-    d = tm.tm_mday;
-    y -= m <= 2;
-    {
-        int64_t era = (y >= 0 ? y : y - 399) / 400;
-        int64_t yoe = y - era * 400;
-        int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        days = era * 146097 + doe - 719468;
-    }
-    return days * 86400;
-}
-
 int
 um_cli_report(int argc, char **argv)
 {
@@ -127,7 +99,7 @@ um_cli_report(int argc, char **argv)
             o.dry_run_dir = optarg;
             break;
         case 'D':
-            if ((o.day = report_parse_day(optarg)) < 0) {
+            if ((o.day = um_report_parse_day(optarg)) < 0) {
                 fprintf(stderr, "unimilter: report: --day %s: not YYYY-MM-DD\n", optarg);
                 return EX_USAGE;
             }

@@ -599,6 +599,19 @@ test_rua_parse(void **state)
     }
 }
 
+/* --day / --since parsing: start of the UTC day (known answers from Python's calendar.timegm). */
+static void
+test_parse_day(void **state)
+{
+    (void)state;
+    assert_int_equal(um_report_parse_day("1970-01-01"), 0);
+    assert_int_equal(um_report_parse_day("2026-11-24"), 1795478400);
+    assert_int_equal(um_report_parse_day("2000-02-29"), 951782400);
+    assert_int_equal(um_report_parse_day("2026-11-24x"), -1);
+    assert_int_equal(um_report_parse_day("24.11.2026"), -1);
+    assert_int_equal(um_report_parse_day(""), -1);
+}
+
 int
 main(void)
 {
@@ -610,6 +623,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_dns_tempfail_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+        cmocka_unit_test(test_parse_day),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
