@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "dkim_reply.h"
 #include "dkim_verify.h"
 
 /* libopendkim 2.11.0~beta2 leaks the Ed25519 key it loads (see test_dkim_sign.c). */
@@ -96,62 +97,6 @@ fz_find(struct fz *z, const char *name)
             return &z->rec[i];
     }
     return NULL;
-}
-
-static size_t
-put16(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-    return 2;
-}
-
-/* A reply packet: header, the question, and for TXT one answer RR (strings of <= 255). */
-static size_t
-fz_packet(unsigned char *buf, size_t buflen, const char *name, int rcode, const char *txt)
-{
-    size_t len = 0, tl = txt != NULL ? strlen(txt) : 0, rdlen = 0;
-    const char *p = name;
-
-    assert_true(buflen > 512 + tl + tl / 255 + 1);
-    len += put16(buf + len, 0x1234);
-    buf[len++] = 0x81;
-    buf[len++] = (unsigned char)(0x80 | rcode);
-    len += put16(buf + len, 1);
-    len += put16(buf + len, txt != NULL ? 1 : 0);
-    len += put16(buf + len, 0);
-    len += put16(buf + len, 0);
-    while (*p != '\0') {
-        const char *dot = strchr(p, '.');
-        size_t ll = dot != NULL ? (size_t)(dot - p) : strlen(p);
-        buf[len++] = (unsigned char)ll;
-        memcpy(buf + len, p, ll);
-        len += ll;
-        p += ll;
-        if (*p == '.')
-            p++;
-    }
-    buf[len++] = 0;
-    len += put16(buf + len, 16);
-    len += put16(buf + len, 1);
-    if (txt == NULL)
-        return len;
-    len += put16(buf + len, 0xc00c);
-    len += put16(buf + len, 16);
-    len += put16(buf + len, 1);
-    len += put16(buf + len, 0);
-    len += put16(buf + len, 300);
-    rdlen = tl + (tl + 254) / 255 + (tl == 0 ? 1 : 0);
-    len += put16(buf + len, (unsigned)rdlen);
-    if (tl == 0)
-        buf[len++] = 0;
-    for (size_t off = 0; off < tl; off += 255) {
-        size_t n = tl - off > 255 ? 255 : tl - off;
-        buf[len++] = (unsigned char)n;
-        memcpy(buf + len, txt + off, n);
-        len += n;
-    }
-    return len;
 }
 
 static enum um_status
