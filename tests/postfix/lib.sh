@@ -451,6 +451,27 @@ pf_held_count() {
     find "$PF_QUEUE/hold" -type f 2>/dev/null | grep -c . || true
 }
 
+# pf_kill_job PID [SIGNAL=KILL] - stop one background job of the test (if still running), reap it.
+pf_kill_job() {
+    local pid=$1 sig=${2:-KILL}
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -"$sig" "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+}
+
+# pf_um_report - for a failure message: the last 40 lines of $UM_LOG (the daemon's log) and
+# any AddressSanitizer/UBSan report in it. Prints to stdout; callers redirect.
+pf_um_report() {
+    [[ -n "${UM_LOG:-}" && -f "$UM_LOG" ]] || return 0
+    echo "----- unimilter log (last 40 lines)"
+    tail -n 40 "$UM_LOG"
+    if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG"; then
+        echo "----- sanitizer report"
+        grep -E -A 25 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" | awk 'NR <= 60'
+    fi
+}
+
 pf_diag() {
     local log=${PF_LOG:-/nonexistent} conf=${PF_CONF:-/nonexistent}
     local sinkdir=${PF_SINK_DIR:-/nonexistent} dir=${PF_DIR:-/nonexistent}

@@ -70,14 +70,8 @@ DNS_PORT=
 T0=$SECONDS
 cleanup() {
     local rc=$?
-    if [[ -n "$UM_PID" ]] && kill -0 "$UM_PID" 2>/dev/null; then
-        kill -KILL "$UM_PID" 2>/dev/null || true
-        wait "$UM_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$UNBOUND_PID" ]] && kill -0 "$UNBOUND_PID" 2>/dev/null; then
-        kill -TERM "$UNBOUND_PID" 2>/dev/null || true
-        wait "$UNBOUND_PID" 2>/dev/null || true
-    fi
+    pf_kill_job "$UM_PID"
+    pf_kill_job "$UNBOUND_PID" TERM
     if [[ -n "$DNS_PORT" ]]; then rmdir "${TMPDIR:-/tmp}/unimilter-pf-ports/$DNS_PORT" 2>/dev/null || true; fi
     pf_teardown
     exit "$rc"
@@ -90,14 +84,7 @@ mkdir -p "$W"
 fail() {
     {
         echo "FAIL: $*"
-        if [[ -n "$UM_LOG" && -f "$UM_LOG" ]]; then
-            echo "----- unimilter log (last 40 lines)"
-            tail -n 40 "$UM_LOG"
-            if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG"; then
-                echo "----- sanitizer report"
-                grep -E -A 25 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" | awk 'NR <= 60'
-            fi
-        fi
+        pf_um_report
         if [[ -f "$W/unbound.log" ]]; then
             echo "----- unbound log (last 15 lines)"
             tail -n 15 "$W/unbound.log"

@@ -67,10 +67,7 @@ UM_LOG=
 T0=$SECONDS
 cleanup() {
     local rc=$?
-    if [[ -n "$UM_PID" ]] && kill -0 "$UM_PID" 2>/dev/null; then
-        kill -KILL "$UM_PID" 2>/dev/null || true
-        wait "$UM_PID" 2>/dev/null || true
-    fi
+    pf_kill_job "$UM_PID"
     pf_teardown
     exit "$rc"
 }
@@ -80,14 +77,7 @@ pf_setup "$(mktemp -d /tmp/um-pf-rl.XXXXXX)"
 fail() {
     {
         echo "FAIL: $*"
-        if [[ -n "$UM_LOG" && -f "$UM_LOG" ]]; then
-            echo "----- unimilter log (last 40 lines)"
-            tail -n 40 "$UM_LOG"
-            if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG"; then
-                echo "----- sanitizer report"
-                grep -E -A 25 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" | head -n 60
-            fi
-        fi
+        pf_um_report
         if [[ -f "$PF_SWAKS_OUT" ]]; then
             echo "----- last swaks transcript"
             cat "$PF_SWAKS_OUT"

@@ -29,15 +29,9 @@ cleanup() {
     local rc=$? p
     # Only our own jobs by pid (a bare `wait` would also wait for pf_start's smtp-sink).
     for p in "${WORKER_PIDS[@]}" "$HUP_PID"; do
-        if [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null; then
-            kill -TERM "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
+        pf_kill_job "$p" TERM
     done
-    if [[ -n "$UM_PID" ]] && kill -0 "$UM_PID" 2>/dev/null; then
-        kill -KILL "$UM_PID" 2>/dev/null || true
-        wait "$UM_PID" 2>/dev/null || true
-    fi
+    pf_kill_job "$UM_PID"
     pf_teardown
     exit "$rc"
 }
@@ -52,12 +46,7 @@ fail() {
     local f
     {
         echo "FAIL: $*"
-        echo "----- unimilter log (last 40 lines)"
-        tail -n 40 "$UM_LOG" 2>/dev/null || true
-        if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" 2>/dev/null; then
-            echo "----- sanitizer report"
-            grep -E -A 25 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" | awk 'NR <= 60'
-        fi
+        pf_um_report
         for f in "$OUT"/*.rc; do
             [[ -f "$f" ]] || continue
             if [[ "$(cat "$f")" != 0 ]]; then

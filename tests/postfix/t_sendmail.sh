@@ -37,6 +37,8 @@
 # root. UM_KEEP=1 keeps the test directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/postfix/lib.sh
+. "$here/lib.sh" # pf_um_report
 UM_BIN=${UM_BIN:?UM_BIN must point at the built unimilter}
 UM_SRC=${UM_SRC:-$(cd "$here/../.." && pwd)}
 SMT=$here/sendmail
@@ -125,14 +127,7 @@ chown nobody: "$SINK"
 fail() {
     {
         echo "FAIL: $*"
-        if [[ -n "$UM_LOG" && -f "$UM_LOG" ]]; then
-            echo "----- unimilter log (last 40 lines)"
-            tail -n 40 "$UM_LOG"
-            if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG"; then
-                echo "----- sanitizer report"
-                grep -E -A 25 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" | awk 'NR <= 60'
-            fi
-        fi
+        pf_um_report
         for f in "$W/unbound.log" "$D/sendmail.out" "$D/sink.log" "$D/smtp.trace"; do
             [[ -s "$f" ]] && { echo "----- $f (last 30 lines)"; tail -n 30 "$f"; }
         done

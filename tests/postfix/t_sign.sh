@@ -46,14 +46,8 @@ DNS_PORT=
 T0=$SECONDS
 cleanup() {
     local rc=$?
-    if [[ -n "$UM_PID" ]] && kill -0 "$UM_PID" 2>/dev/null; then
-        kill -KILL "$UM_PID" 2>/dev/null || true
-        wait "$UM_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$UNBOUND_PID" ]]; then
-        kill "$UNBOUND_PID" 2>/dev/null || true
-        wait "$UNBOUND_PID" 2>/dev/null || true
-    fi
+    pf_kill_job "$UM_PID"
+    pf_kill_job "$UNBOUND_PID" TERM
     [[ -n "$DNS_PORT" ]] && rmdir "${TMPDIR:-/tmp}/unimilter-pf-ports/$DNS_PORT" 2>/dev/null
     pf_teardown
     exit "$rc"
@@ -66,14 +60,7 @@ mkdir -p "$W"
 fail() {
     {
         echo "FAIL: $*"
-        if [[ -n "$UM_LOG" && -f "$UM_LOG" ]]; then
-            echo "----- unimilter log (last 30 lines)"
-            tail -n 30 "$UM_LOG"
-            if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG"; then
-                echo "----- sanitizer report"
-                grep -E -A 25 'ERROR: AddressSanitizer|runtime error:' "$UM_LOG" | head -n 60
-            fi
-        fi
+        pf_um_report
         for f in "$W"/*.verify; do
             [[ -f "$f" ]] && { echo "----- $f"; cat "$f"; }
         done
