@@ -133,7 +133,8 @@ static const char rr_lua_stats[] =
     "end\n"
     "return out\n";
 
-enum rr_script { RR_RESERVE = 0, RR_RELEASE, RR_STATS, RR_NSCRIPTS };
+/* RR_PLAIN: not a script, the command as the caller spelled it (rr_call). */
+enum rr_script { RR_RESERVE = 0, RR_RELEASE, RR_STATS, RR_NSCRIPTS, RR_PLAIN = RR_NSCRIPTS };
 
 static const char *const rr_scripts[RR_NSCRIPTS] = {rr_lua_reserve, rr_lua_release, rr_lua_stats};
 
@@ -461,11 +462,13 @@ rr_is_timeout(int saved_errno)
 }
 
 /*
- * Runs one script: EVALSHA, then EVAL on NOSCRIPT.  argv[0..2] are filled here ("EVALSHA",
- * sha, numkeys); the caller fills the rest.  On UM_OK *out is a non-error reply to free.
+ * One call under the call deadline, on a pooled connection: a script (EVALSHA, then EVAL on
+ * NOSCRIPT; argv[0..2] are filled here: "EVALSHA", sha, numkeys from the caller's argv[2]) or,
+ * with RR_PLAIN, argv as given. A connection that went stale while idle is retried once; a
+ * failure marks Redis down and is counted. On UM_OK *out is a non-error reply to free.
  */
 static enum um_status
-rr_eval(struct um_rlredis *r, enum rr_script s, int argc, const char **argv, size_t *argvlen,
+rr_call(struct um_rlredis *r, enum rr_script s, int argc, const char **argv, size_t *argvlen,
         redisReply **out, struct um_error *err)
 {
     uint64_t deadline = rr_mono_ms() + r->timeout_ms;
@@ -484,23 +487,25 @@ rr_eval(struct um_rlredis *r, enum rr_script s, int argc, const char **argv, siz
 
         if ((st = rr_acquire(r, deadline, &cn, err)) != UM_OK)
             goto failed;
-        for (int round = 0; round < 2; round++) {
+        for (int round = 0; round < (s == RR_PLAIN ? 1 : 2); round++) {
             now = rr_mono_ms();
             if (now >= deadline) {
                 (void)snprintf(msg, sizeof(msg), "timed out after %u ms", r->timeout_ms);
                 goto io_fail;
             }
             (void)redisSetTimeout(cn.c, rr_tv(deadline - now));
-            argv[0] = round == 0 ? "EVALSHA" : "EVAL";
-            argv[1] = round == 0 ? r->sha[s] : rr_scripts[s];
-            argvlen[0] = strlen(argv[0]);
-            argvlen[1] = strlen(argv[1]);
+            if (s != RR_PLAIN) {
+                argv[0] = round == 0 ? "EVALSHA" : "EVAL";
+                argv[1] = round == 0 ? r->sha[s] : rr_scripts[s];
+                argvlen[0] = strlen(argv[0]);
+                argvlen[1] = strlen(argv[1]);
+            }
             errno = 0;
             rep = redisCommandArgv(cn.c, argc, argv, argvlen);
             saved = errno;
             if (rep == NULL)
                 break;
-            if (rep->type == REDIS_REPLY_ERROR && round == 0
+            if (s != RR_PLAIN && rep->type == REDIS_REPLY_ERROR && round == 0
                 && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
                 freeReplyObject(rep);
                 rep = NULL;
@@ -728,7 +733,7 @@ um_rlredis_reserve(struct um_rlredis *r, const struct um_ratelimit_policy *polic
     argv[9] = a_ttl;
     for (int i = 2; i < 10; i++)
         argvlen[i] = strlen(argv[i]);
-    if ((st = rr_eval(r, RR_RESERVE, 10, argv, argvlen, &rep, err)) != UM_OK)
+    if ((st = rr_call(r, RR_RESERVE, 10, argv, argvlen, &rep, err)) != UM_OK)
         return st;
     if (!rr_ints(rep, 6) || rep->element[2]->integer < 0 || rep->element[3]->integer < 0
         || rep->element[4]->integer < 0 || rep->element[5]->integer < 0)
@@ -769,7 +774,7 @@ um_rlredis_release(struct um_rlredis *r, struct um_str key, int64_t ts, unsigned
     argv[5] = a_n;
     for (int i = 2; i < 6; i++)
         argvlen[i] = strlen(argv[i]);
-    if ((st = rr_eval(r, RR_RELEASE, 6, argv, argvlen, &rep, err)) != UM_OK)
+    if ((st = rr_call(r, RR_RELEASE, 6, argv, argvlen, &rep, err)) != UM_OK)
         return st;
     if (rep->type != REDIS_REPLY_INTEGER || rep->integer < 0 || rep->integer > (long long)n)
         return rr_unexpected(r, rep, err);
@@ -777,69 +782,6 @@ um_rlredis_release(struct um_rlredis *r, struct um_str key, int64_t ts, unsigned
         *released = (unsigned)rep->integer;
     freeReplyObject(rep);
     return UM_OK;
-}
-
-/* One plain command (no script) under the call deadline; same failure handling. */
-static enum um_status
-rr_command(struct um_rlredis *r, int argc, const char **argv, const size_t *argvlen,
-           redisReply **out, struct um_error *err)
-{
-    uint64_t deadline = rr_mono_ms() + r->timeout_ms;
-    enum um_status st;
-    struct rr_conn cn;
-    redisReply *rep;
-    char msg[200];
-
-    *out = NULL;
-    (void)pthread_mutex_lock(&r->mu);
-    r->calls++;
-    (void)pthread_mutex_unlock(&r->mu);
-    for (int attempt = 0;; attempt++) {
-        uint64_t now;
-        int saved = 0;
-
-        if ((st = rr_acquire(r, deadline, &cn, err)) != UM_OK)
-            goto failed;
-        now = rr_mono_ms();
-        if (now >= deadline) {
-            (void)snprintf(msg, sizeof(msg), "timed out after %u ms", r->timeout_ms);
-        } else {
-            (void)redisSetTimeout(cn.c, rr_tv(deadline - now));
-            errno = 0;
-            rep = redisCommandArgv(cn.c, argc, argv, argvlen);
-            saved = errno;
-            if (rep != NULL) {
-                rr_release(r, &cn, true);
-                if (rep->type == REDIS_REPLY_ERROR) {
-                    st = RR_FAIL(err, UM_ETEMP, "ratelimit: redis %s: error reply: %.*s", r->addr,
-                                 (int)(rep->len > 150 ? 150 : rep->len), rep->str);
-                    freeReplyObject(rep);
-                    goto failed;
-                }
-                *out = rep;
-                return UM_OK;
-            }
-            if (cn.c->err == REDIS_ERR_IO && rr_is_timeout(saved)) {
-                (void)snprintf(msg, sizeof(msg), "timed out after %u ms", r->timeout_ms);
-            } else {
-                (void)snprintf(msg, sizeof(msg), "%s",
-                               cn.c->errstr[0] != '\0' ? cn.c->errstr : "no reply");
-                if (cn.reused && attempt == 0 && !rr_is_timeout(saved)) {
-                    rr_discard_stale(r, &cn);
-                    continue;
-                }
-            }
-        }
-        rr_release(r, &cn, false);
-        rr_mark_down(r, msg);
-        st = RR_FAIL(err, UM_ETEMP, "ratelimit: redis %s: %s", r->addr, msg);
-        goto failed;
-    }
-failed:
-    (void)pthread_mutex_lock(&r->mu);
-    r->failures++;
-    (void)pthread_mutex_unlock(&r->mu);
-    return st;
 }
 
 enum um_status
@@ -860,7 +802,7 @@ um_rlredis_reset(struct um_rlredis *r, struct um_str key, struct um_error *err)
     argv[2] = m;
     for (int i = 0; i < 3; i++)
         argvlen[i] = strlen(argv[i]);
-    if ((st = rr_command(r, 3, argv, argvlen, &rep, err)) != UM_OK)
+    if ((st = rr_call(r, RR_PLAIN, 3, argv, argvlen, &rep, err)) != UM_OK)
         return st;
     if (rep->type != REDIS_REPLY_INTEGER)
         return rr_unexpected(r, rep, err);
@@ -1020,7 +962,7 @@ rr_stats_page(struct um_rlredis *r, const struct um_ratelimit_policy *policy, in
         (void)snprintf(nk, sizeof(nk), "%zu", 2 * kept);
         pg.argv[2] = nk;
         pg.argvlen[2] = strlen(nk);
-        st = rr_eval(r, RR_STATS, (int)argc, pg.argv, pg.argvlen, &rep, err);
+        st = rr_call(r, RR_STATS, (int)argc, pg.argv, pg.argvlen, &rep, err);
     }
     if (st != UM_OK)
         goto out;
@@ -1072,7 +1014,7 @@ um_rlredis_stats(struct um_rlredis *r, const struct um_ratelimit_policy *policy,
 
         for (int i = 0; i < 6; i++)
             argvlen[i] = strlen(argv[i]);
-        if ((st = rr_command(r, 6, argv, argvlen, &rep, err)) != UM_OK)
+        if ((st = rr_call(r, RR_PLAIN, 6, argv, argvlen, &rep, err)) != UM_OK)
             return st;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
             || rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(cursor)
