@@ -37,6 +37,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "testfile.h"
 #include "dkim_sign.h"
 #include "dkim_reply.h"
 #include "dkim_verify.h"
@@ -146,29 +147,6 @@ struct fz {
     char *val[MAXRR]; /* resolved values */
     unsigned queries;
 };
-
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        fail_msg("cannot open %s", path);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len != NULL)
-        *len = (size_t)n;
-    return buf;
-}
 
 static char *
 data_file(const char *name, size_t *len)

@@ -26,6 +26,7 @@
 #include <opendkim/dkim.h>
 
 #include "buf.h"
+#include "testfile.h"
 #include "dkim_sign.h"
 #include "keygen.h"
 
@@ -41,25 +42,6 @@ write_file(const char *path, const char *data, size_t len, mode_t mode)
     assert_int_equal(fwrite(data, 1, len, f), len);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(chmod(path, mode), 0);
-}
-
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    rewind(f);
-    buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
 }
 
 static struct um_signer *

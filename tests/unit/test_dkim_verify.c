@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "testfile.h"
 #include "dkim_reply.h"
 #include "dkim_verify.h"
 
@@ -126,29 +127,6 @@ fz_query(void *arg, const char *name, unsigned char *buf, size_t buflen,
         ans->len = fz_packet(buf, buflen, name, 0, r->txt);
     }
     return UM_OK;
-}
-
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        fail_msg("cannot open %s", path);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len != NULL)
-        *len = (size_t)n;
-    return buf;
 }
 
 /* Minimal master-file reader: $ORIGIN, relative/absolute owner names, ( ), "strings", TXT. */
