@@ -63,8 +63,12 @@ OPENDKIM=no
 if [ -n "${UM_DKIM_NS:-}" ]; then
     ip link set lo up || exit 1
     PORT=53
-    echo "nameserver 127.0.0.1" >"$TMP/resolv.conf"
-    mount --bind "$TMP/resolv.conf" /etc/resolv.conf || exit 1
+    # Without an /etc/resolv.conf (or with a dangling link) glibc's resolver already asks
+    # 127.0.0.1; a fresh machine need not have one, so only an existing file is covered.
+    if [ -e /etc/resolv.conf ]; then
+        echo "nameserver 127.0.0.1" >"$TMP/resolv.conf"
+        mount --bind "$TMP/resolv.conf" /etc/resolv.conf || exit 1
+    fi
     if command -v opendkim-testmsg >/dev/null 2>&1; then
         OPENDKIM=yes
     else

@@ -27,8 +27,10 @@
 #
 # sendmail as a non-root user: Postfix's set-gid postdrop only accepts a non-default config
 # directory listed in alternate_config_directories of /etc/postfix/main.cf. The script does
-# not change that file: it runs sendmail in a private mount namespace (unshare --mount) with a
-# copy of it (plus that one line) bind-mounted over it.
+# not change /etc/postfix: it runs sendmail in a private mount namespace (unshare --mount) with
+# a private copy of the whole directory bind-mounted over it, whose main.cf is the system one
+# (if any: Debian's postfix installed unconfigured, as tools/deps.sh does, creates none) plus
+# that one line.
 #
 # SASL: Debian's Postfix reads the Cyrus application config from $config_directory/sasl/
 # (smtpd.conf) - it does not search cyrus_sasl_config_path first - so the file goes there
@@ -297,9 +299,12 @@ ok "phase 2: exempt carol delivered, $WANT_HELD held"
 
 # ======== 3. local submission: sendmail run as nobody, key uid first
 NOBODY_UID=$(id -u nobody)
-cp /etc/postfix/main.cf "$PF_DIR/system-main.cf" 2>/dev/null || : >"$PF_DIR/system-main.cf"
-echo "alternate_config_directories = $PF_CONF" >>"$PF_DIR/system-main.cf"
-[[ -e /etc/postfix/main.cf ]] || fail "/etc/postfix/main.cf missing: cannot bind-mount over it"
+SYS_ETC=$PF_DIR/system-etc-postfix
+[[ -d /etc/postfix ]] || fail "/etc/postfix missing: is the postfix package installed?"
+mkdir "$SYS_ETC"
+cp -a /etc/postfix/. "$SYS_ETC/"
+echo "alternate_config_directories = $PF_CONF" >>"$SYS_ETC/main.cf"
+chmod 0644 "$SYS_ETC/main.cf"
 
 # local_send NAME: one message, 1 recipient, as nobody via the instance's sendmail; sets LRC.
 LOCAL_N=0
@@ -310,8 +315,8 @@ local_send() {
         "$LOCAL_N" "$name" "$name" >"$PF_DIR/$name.eml"
     LRC=0
     # shellcheck disable=SC2016 # $1 is expanded by the inner sh
-    unshare --mount -- sh -c 'mount --bind "$1" /etc/postfix/main.cf && shift &&
-        exec runuser -u nobody -- "$@"' sh "$PF_DIR/system-main.cf" \
+    unshare --mount -- sh -c 'mount --bind "$1" /etc/postfix && shift &&
+        exec runuser -u nobody -- "$@"' sh "$SYS_ETC" \
         "$PF_SENDMAIL" -C "$PF_CONF" -i -f www@example.org -- "l$LOCAL_N@x.test" \
         <"$PF_DIR/$name.eml" >"$PF_DIR/$name.out" 2>&1 || LRC=$?
     SENT_RCPTS=$((SENT_RCPTS + 1))
