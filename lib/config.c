@@ -90,8 +90,11 @@ static const char *const cfg_reject_actions[] = {"reject", "hold", "tag", NULL};
 static const char *const cfg_quarantine_actions[] = {"hold", "tag", "reject", NULL};
 static const char *const cfg_bad_from_actions[] = {"reject", "tempfail", "accept", NULL};
 static const char *const cfg_temperror_actions[] = {"accept", "tempfail", NULL};
+static const char *const cfg_submit_via[] = {"smtp", "sendmail", NULL};
+static const char *const cfg_submit_tls[] = {"auto", "always", "never", NULL};
 
 #define RL(f) CO(ratelimit.f)
+#define SU(f) CO(submit.f)
 #define DS(f) CO(dkim_sign.f)
 #define IB(f) CO(inbound.f)
 #define RR(f) offsetof(struct um_cfg_rlrule, f)
@@ -214,9 +217,33 @@ static const struct cfg_item cfg_schema[] = {
      "Program run with the details in its environment (UM_SENDER, UM_COUNT, UM_LIMIT, "
      "UM_WINDOW, UM_CLIENT_IP, UM_RCPTS) (empty: none)."},
     {"ratelimit.notify.mail_to", CFG_OSTRING, RL(notify_mail_to), 0, 0, 0, NULL, "",
-     "Address mailed with the details (empty: none)."},
-    {"ratelimit.notify.sendmail", CFG_STRING, RL(sendmail_path), 0, 0, 0, NULL,
-     "/usr/sbin/sendmail", "sendmail binary used for mail_to."},
+     "Address mailed with the details, through the submit settings (empty: none)."},
+
+    {"submit", CFG_GROUP, 0, 0, 0, 0, NULL, "",
+     "How the daemon's own mail (rate-limit notices) and `unimilter report` reach an MTA."},
+    {.path = "submit.via", .kind = CFG_ENUM, .off = SU(via), .names = cfg_submit_via,
+     .dflt = "smtp",
+     .doc = "smtp (to submit.relay; works under the shipped systemd unit) or sendmail "
+            "(submit.sendmail; Postfix's setgid postdrop fails under NoNewPrivileges=yes)."},
+    {"submit.relay", CFG_STRING, SU(relay), SU(line_relay), 0, 0, NULL, "smtp://127.0.0.1:25",
+     "SMTP relay as a URL: smtp://HOST[:PORT] or smtps://HOST[:PORT] (implicit TLS)."},
+    {.path = "submit.starttls", .kind = CFG_ENUM, .off = SU(starttls), .names = cfg_submit_tls,
+     .dflt = "auto",
+     .doc = "auto (when offered, certificate not checked), always (required, certificate and "
+            "name checked) or never."},
+    {"submit.user", CFG_OSTRING, SU(user), SU(line_user), 0, 0, NULL, "",
+     "SMTP AUTH user (empty: no AUTH); needs password_file."},
+    {"submit.password_file", CFG_OSTRING, SU(password_file), SU(line_password_file), 0, 0, NULL,
+     "", "File whose first line is the AUTH password (read at load and reload; mode 0600 or "
+     "0400, owned by root or `user`; never logged)."},
+    {"submit.ca_file", CFG_OSTRING, SU(ca_file), 0, 0, 0, NULL, "",
+     "CA certificates (PEM) for starttls always and smtps:// (empty: the system's)."},
+    {"submit.timeout", CFG_INT, SU(timeout), 0, 1, 600, "seconds", "30",
+     "Seconds one attempt may take, connect included."},
+    {"submit.from", CFG_OSTRING, SU(from), 0, 0, 0, NULL, "",
+     "Envelope sender of notices (empty: the null sender <>, as for automatic mail)."},
+    {"submit.sendmail", CFG_STRING, SU(sendmail), 0, 0, 0, NULL, "/usr/sbin/sendmail",
+     "sendmail-compatible binary for via sendmail."},
 
     {"inbound", CFG_GROUP, 0, 0, 0, 0, NULL, "",
      "Inbound checks: SPF, DKIM, DMARC and one Authentication-Results header."},
@@ -284,8 +311,6 @@ static const struct cfg_item cfg_schema[] = {
      "Contact address in the reports, and their sender (required for `unimilter report`)."},
     {"reports.receiver", CFG_OSTRING, CO(reports.receiver), 0, 0, 0, NULL, "",
      "Our domain in report file names (empty: the domain of reports.email)."},
-    {"reports.sendmail", CFG_STRING, CO(reports.sendmail), 0, 0, 0, NULL, "/usr/sbin/sendmail",
-     "sendmail-compatible binary report mail is handed to."},
     {"dkim_sign", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Outbound DKIM signing."},
     {.path = "dkim_sign.header_canonicalization", .kind = CFG_ENUM, .off = DS(header_canon),
      .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
@@ -972,6 +997,17 @@ cfg_finish(struct cfg_ctx *ctx)
 
     if (st != UM_OK)
         return st;
+    if (strncmp(cfg->submit.relay, "smtp://", 7) != 0
+        && strncmp(cfg->submit.relay, "smtps://", 8) != 0)
+        return cfg_fail_line(ctx, cfg->submit.line_relay, "submit.relay",
+                             "\"%.80s\" is not smtp://HOST[:PORT] or smtps://HOST[:PORT]",
+                             cfg->submit.relay);
+    if ((cfg->submit.user == NULL) != (cfg->submit.password_file == NULL)) {
+        bool u = cfg->submit.user != NULL;
+        return cfg_fail_line(ctx, u ? cfg->submit.line_user : cfg->submit.line_password_file,
+                             u ? "submit.user" : "submit.password_file", "needs submit.%s too",
+                             u ? "password_file" : "user");
+    }
 
     if (cfg->authserv_id == NULL) {
         if (gethostname(host, sizeof(host)) != 0)
@@ -1076,7 +1112,12 @@ um_config_unref(struct um_config *cfg)
     free(cfg->ratelimit.redis_prefix);
     free(cfg->ratelimit.notify_command);
     free(cfg->ratelimit.notify_mail_to);
-    free(cfg->ratelimit.sendmail_path);
+    free(cfg->submit.relay);
+    free(cfg->submit.user);
+    free(cfg->submit.password_file);
+    free(cfg->submit.ca_file);
+    free(cfg->submit.from);
+    free(cfg->submit.sendmail);
     cfg_strarray_free(cfg->dkim_sign.headers, cfg->dkim_sign.nheaders);
     free(cfg->inbound.psl_file);
     free(cfg->reports.history_file);
@@ -1084,7 +1125,6 @@ um_config_unref(struct um_config *cfg)
     free(cfg->reports.org_name);
     free(cfg->reports.email);
     free(cfg->reports.receiver);
-    free(cfg->reports.sendmail);
     cfg_strarray_free(cfg->inbound.exempt_domains, cfg->inbound.nexempt_domains);
     cfg_strarray_free(cfg->inbound.exempt_clients, cfg->inbound.nexempt_clients);
     for (size_t i = 0; i < cfg->dkim_sign.nkey; i++) {

@@ -105,8 +105,21 @@ struct um_config {
         int redis_on_error;   /* 0 tempfail, 1 accept, 2 local */
         char *notify_command; /* NULL: none */
         char *notify_mail_to; /* NULL: none */
-        char *sendmail_path;
     } ratelimit;
+
+    /* submit: how the daemon's own mail (notices) and `unimilter report` reach an MTA. */
+    struct {
+        int via;             /* enum um_submit_via: 0 smtp, 1 sendmail */
+        char *relay;         /* libcurl URL */
+        int starttls;        /* enum um_submit_tls: 0 auto, 1 always, 2 never */
+        char *user;          /* NULL: no AUTH */
+        char *password_file; /* NULL: none; read by um_runtime_build() */
+        char *ca_file;       /* NULL: the system's CAs */
+        int timeout;         /* seconds per attempt */
+        char *from;          /* envelope sender of notices; NULL: <> */
+        char *sendmail;      /* via sendmail: the binary */
+        int line_relay, line_user, line_password_file;
+    } submit;
 
     struct {
         bool spf;             /* check SPF */
@@ -137,7 +150,6 @@ struct um_config {
         char *org_name;     /* report_metadata/org_name; NULL: reports cannot be sent */
         char *email;        /* report_metadata/email and the sender of report mail */
         char *receiver;     /* our domain in file names; NULL: the domain of email */
-        char *sendmail;     /* binary report mail is handed to */
     } reports;
 
     struct {

@@ -26,8 +26,8 @@
  * written to give the same rows in the same order (bytewise collation, NULLs first), so the
  * XML is identical for identical rows.
  *
- * sendmail gets the message over a socketpair written with MSG_NOSIGNAL, so a child that
- * exits early cannot kill us with SIGPIPE and no signal disposition is touched.
+ * The mail goes out through lib/submit (SMTP to a relay, or a sendmail binary), one attempt
+ * per run: what fails stays pending for the next run, which is the retry.
  */
 #define _DEFAULT_SOURCE /* strcasecmp, strncasecmp */
 #define _XOPEN_SOURCE 700 /* strptime */
@@ -818,69 +818,26 @@ report_mime(struct report_run *r, const struct period *p, const char *rid, const
     um_buf_fmt(m, "\r\n--=_um_%s--\r\n", rid);
 }
 
-/* Runs sendmail with the message on stdin; returns its exit status (or -1, why in err). */
+/* Hands the message to the submit path (SMTP relay or sendmail); 0 when accepted, else -1
+ * with why set. */
 static int
-report_sendmail(struct report_run *r, const struct rua *rua, const bool *use, size_t nrua,
-                const struct um_buf *m, char *why, size_t whylen)
+report_send(struct report_run *r, const struct rua *rua, const bool *use, size_t nrua,
+            const struct um_buf *m, char *why, size_t whylen)
 {
-    const char *prog = r->o->sendmail != NULL ? r->o->sendmail : UM_REPORT_SENDMAIL_DEFAULT;
-    char *argv[6 + UM_REPORT_MAX_RUA];
-    int sv[2], status = 0;
-    size_t argc = 0, off = 0;
-    char eb[128];
-    pid_t pid;
+    const struct um_submit_opts dflt = {.via = UM_SUBMIT_VIA_SENDMAIL,
+                                        .sendmail = UM_REPORT_SENDMAIL_DEFAULT};
+    const char *rcpts[UM_REPORT_MAX_RUA];
+    struct um_error err = {0};
+    size_t n = 0;
 
-    argv[argc++] = (char *)(uintptr_t) "sendmail";
-    argv[argc++] = (char *)(uintptr_t) "-i";
-    argv[argc++] = (char *)(uintptr_t) "-f";
-    argv[argc++] = (char *)(uintptr_t)r->o->email;
-    argv[argc++] = (char *)(uintptr_t) "--";
     for (size_t i = 0; i < nrua; i++)
         if (use[i])
-            argv[argc++] = (char *)(uintptr_t)rua[i].addr;
-    argv[argc] = NULL;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        (void)snprintf(why, whylen, "socketpair: %s", um_strerror(errno, eb, sizeof(eb)));
-        return -1;
-    }
-    pid = fork();
-    if (pid < 0) {
-        (void)snprintf(why, whylen, "fork: %s", um_strerror(errno, eb, sizeof(eb)));
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        if (dup2(sv[1], STDIN_FILENO) < 0)
-            _exit(71);
-        (void)shutdown(STDIN_FILENO, SHUT_WR);
-        execv(prog, argv);
-        _exit(69);
-    }
-    close(sv[1]);
-    while (off < m->len) {
-        ssize_t n = send(sv[0], m->p + off, m->len - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* the child went away: its exit status says why */
-        off += (size_t)n;
-    }
-    close(sv[0]);
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            (void)snprintf(why, whylen, "waitpid: %s", um_strerror(errno, eb, sizeof(eb)));
-            return -1;
-        }
-    }
-    if (WIFEXITED(status)) {
-        if (WEXITSTATUS(status) != 0)
-            (void)snprintf(why, whylen, "%s exited with status %d%s", prog, WEXITSTATUS(status),
-                           WEXITSTATUS(status) == 69 ? " (or could not be run)" : "");
-        return WEXITSTATUS(status);
-    }
-    (void)snprintf(why, whylen, "%s killed by signal %d", prog,
-                   WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+            rcpts[n++] = rua[i].addr;
+    if (um_submit_send(r->o->submit != NULL ? r->o->submit : &dflt, r->o->email, rcpts, n,
+                       m->p, m->len, &err)
+        == UM_OK)
+        return 0;
+    (void)snprintf(why, whylen, "%s", err.msg);
     return -1;
 }
 
@@ -1039,7 +996,7 @@ report_period(struct report_run *r, const struct period *p, struct um_error *err
         ret = um_error_set(err, UM_ENOMEM, "report: out of memory");
         goto out;
     }
-    if (report_sendmail(r, rua, use, nrua, &mail, why, sizeof(why)) != 0) {
+    if (report_send(r, rua, use, nrua, &mail, why, sizeof(why)) != 0) {
         report_pending(r, p, why);
         goto out;
     }

@@ -25,8 +25,9 @@
  *                   TXT <policy-domain>._report._dmarc.<rua-domain> with v=DMARC1 (RFC 7489
  *                   7.1, RFC 9990); a message larger than the address's limit is not sent
  *                   to it. The rest get one MIME message (RFC 7489 7.2.1.1 subject,
- *                   application/gzip attachment) through `sendmail -i -f <email> -- rcpts`.
- *                   Exit 0: the period is "sent" and never sent again. Any other exit, or
+ *                   application/gzip attachment) through lib/submit (opts->submit: SMTP to a
+ *                   relay, or `sendmail -i -f <email> -- rcpts`), envelope sender email.
+ *                   Accepted: the period is "sent" and never sent again. Any failure, or
  *                   an address skipped by a DNS temporary failure: "pending", retried by
  *                   the next run. Every address refused: "skipped".
  *                6. Retention: rows (and reports_sent entries) older than retention_days
@@ -42,11 +43,11 @@
  *              (WAL).
  * OWNERSHIP    opts and everything it points to are borrowed for the call.
  * ERRORS       UM_OK when the run finished (individual periods may be pending: see stats);
- *              UM_EINVAL bad options; UM_EIO the database, the dry-run directory or a fork
- *              failed; UM_ENOMEM.
+ *              UM_EINVAL bad options; UM_EIO the database or the dry-run directory failed;
+ *              UM_ENOMEM.
  * LIMITS       One period's report is built in memory (rows are grouped by SQLite first).
- *              The sendmail child is waited for without a timeout: it is a local queue
- *              submission.
+ *              An SMTP attempt is bounded by submit->timeout; a sendmail child is waited
+ *              for without a timeout (a local queue submission).
  */
 #ifndef UM_REPORT_H
 #define UM_REPORT_H
@@ -57,6 +58,7 @@
 
 #include "common.h"
 #include "dns.h"
+#include "submit.h"
 
 #define UM_REPORT_SENDMAIL_DEFAULT "/usr/sbin/sendmail"
 #define UM_REPORT_NS               "urn:ietf:params:xml:ns:dmarc-2.0"
@@ -75,7 +77,7 @@ struct um_report_opts {
     const char *org_name;    /* report_metadata/org_name */
     const char *email;       /* report_metadata/email and the envelope/header From */
     const char *receiver;    /* our domain: file name, Submitter; NULL = the domain of email */
-    const char *sendmail;    /* NULL = UM_REPORT_SENDMAIL_DEFAULT */
+    const struct um_submit_opts *submit; /* NULL: sendmail UM_REPORT_SENDMAIL_DEFAULT */
     const char *dry_run_dir; /* non-NULL: write files here; send and record nothing */
     int64_t day;             /* start of one UTC day to report, or -1: every complete day */
     int64_t now;             /* seconds since the epoch */

@@ -7,6 +7,7 @@
  * line the config parser recorded, so operators see where to look. Work is linear in the
  * number of keys and rules.
  */
+#define _DEFAULT_SOURCE /* explicit_bzero() is glibc/BSD, not POSIX */
 #include "runtime.h"
 
 #include <stdio.h>
@@ -141,6 +142,35 @@ rt_build_inbound(struct um_runtime *rt, struct um_dns *dns, struct um_error *err
     return UM_OK;
 }
 
+/* The submit settings; the AUTH password is read here, once per configuration. */
+static enum um_status
+rt_build_submit(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
+{
+    const struct um_config *cfg = rt->cfg;
+    enum um_status st;
+
+    rt->submit = (struct um_submit_opts){
+        .via = cfg->submit.via == 1 ? UM_SUBMIT_VIA_SENDMAIL : UM_SUBMIT_VIA_SMTP,
+        .relay = cfg->submit.relay,
+        .starttls = (enum um_submit_tls)cfg->submit.starttls,
+        .user = cfg->submit.user,
+        .ca_file = cfg->submit.ca_file,
+        .timeout = cfg->submit.timeout,
+        .sendmail = cfg->submit.sendmail,
+    };
+    if (cfg->submit.password_file == NULL)
+        return UM_OK;
+    st = um_submit_password_read(cfg->submit.password_file, key_uid, &rt->submit_password, err);
+    if (st != UM_OK) {
+        char why[sizeof(err->msg)];
+        (void)snprintf(why, sizeof(why), "%s", err->msg);
+        return um_error_set(err, st, "%s:%d: submit.password_file: %s", cfg->path,
+                            cfg->submit.line_password_file, why);
+    }
+    rt->submit.password = rt->submit_password;
+    return UM_OK;
+}
+
 enum um_status
 um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_dns *dns,
                  struct um_runtime **out, struct um_error *err)
@@ -154,6 +184,8 @@ um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_dns *dns,
     atomic_init(&rt->refs, 1);
     rt->cfg = um_config_ref(cfg);
     st = rt_build_signing(rt, key_uid, err);
+    if (st == UM_OK)
+        st = rt_build_submit(rt, key_uid, err);
     if (st == UM_OK)
         st = rt_build_ratelimit(rt, err);
     if (st == UM_OK && dns != NULL)
@@ -190,6 +222,10 @@ um_runtime_unref(struct um_runtime *rt)
     um_dkim_verify_free(rt->dkimv[0]);
     um_dkim_verify_free(rt->dkimv[1]);
     um_dmarc_free(rt->dmarc);
+    if (rt->submit_password != NULL) {
+        explicit_bzero(rt->submit_password, strlen(rt->submit_password));
+        free(rt->submit_password);
+    }
     um_config_unref(rt->cfg);
     free(rt);
 }

@@ -5,7 +5,8 @@
  *              uses: the DKIM private keys (loaded and permission-checked), the From-domain
  *              key rules, two signing contexts (header values with and without the leading
  *              space, per what each MTA connection negotiated), the rate-limit policy and the
- *              sender-key order. Building happens off to the side at start and at reload;
+ *              sender-key order, the submit settings with the AUTH password read from
+ *              submit.password_file (same ownership rules as keys). Building happens off to the side at start and at reload;
  *              a failure names the config file, line and setting, and the running runtime
  *              stays. `unimilter -n` builds one too, so a missing key fails the check.
  * THREADS      Immutable once built; um_runtime_ref()/unref() are atomic, so connections
@@ -30,6 +31,7 @@
 #include "keyrule.h"
 #include "ratelimit.h"
 #include "senderkey.h"
+#include "submit.h"
 
 struct um_runtime {
     _Atomic int refs;
@@ -41,6 +43,8 @@ struct um_runtime {
     struct um_ratelimit_policy *rlpol;
     struct um_senderkey_order order;
     bool order_has_uid; /* the uid source needs the headers: decide at end of message */
+    struct um_submit_opts submit; /* points into cfg and submit_password */
+    char *submit_password;        /* read from submit.password_file; wiped when freed */
 
     /* inbound (only when built with a resolver; NULL otherwise) */
     struct um_dns *dns; /* borrowed: the daemon's one resolver */

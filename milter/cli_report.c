@@ -9,6 +9,7 @@
  * Meant to run once a day from a timer, after midnight UTC: it reports every complete day
  * not yet reported and retries what is pending.
  */
+#define _DEFAULT_SOURCE /* explicit_bzero() is glibc/BSD, not POSIX */
 #include "cli_report.h"
 
 #include <getopt.h>
@@ -23,6 +24,7 @@
 #include "dns.h"
 #include "history.h"
 #include "report.h"
+#include "submit.h"
 
 #define CLI_REPORT_CONFIG "/etc/unimilter/unimilter.conf"
 #define CLI_REPORT_DB     "/var/lib/unimilter/dmarc-history.sqlite"
@@ -85,6 +87,9 @@ um_cli_report(int argc, char **argv)
     struct um_config *cfg = NULL;
     struct um_dns *dns = NULL;
     struct um_report_stats st;
+    struct um_submit_opts sub = {0};
+    const char *sendmail = NULL;
+    char *password = NULL;
     struct um_error err = {0};
     char *end;
     bool db_set = false, keep_set = false;
@@ -118,7 +123,7 @@ um_cli_report(int argc, char **argv)
             o.receiver = optarg;
             break;
         case 's':
-            o.sendmail = optarg;
+            sendmail = optarg;
             break;
         case 'k': {
             unsigned long v = strtoul(optarg, &end, 10);
@@ -169,18 +174,40 @@ um_cli_report(int argc, char **argv)
             o.email = cfg->reports.email;
         if (o.receiver == NULL)
             o.receiver = cfg->reports.receiver;
-        if (o.sendmail == NULL)
-            o.sendmail = cfg->reports.sendmail;
+        sub = (struct um_submit_opts){
+            .via = cfg->submit.via == 1 ? UM_SUBMIT_VIA_SENDMAIL : UM_SUBMIT_VIA_SMTP,
+            .relay = cfg->submit.relay,
+            .starttls = (enum um_submit_tls)cfg->submit.starttls,
+            .user = cfg->submit.user,
+            .ca_file = cfg->submit.ca_file,
+            .timeout = cfg->submit.timeout,
+            .sendmail = cfg->submit.sendmail,
+        };
+        o.submit = &sub;
+        if (sendmail == NULL && o.dry_run_dir == NULL && cfg->submit.password_file != NULL) {
+            if (um_submit_password_read(cfg->submit.password_file, geteuid(), &password, &err)
+                != UM_OK) {
+                fprintf(stderr, "unimilter: report: %s: submit.password_file: %s\n", conf,
+                        err.msg);
+                um_config_unref(cfg);
+                return EX_CONFIG;
+            }
+            sub.password = password;
+        }
         if (!keep_set)
             o.retention_days = (unsigned)cfg->reports.retention_days;
+    }
+    if (sendmail != NULL) {
+        /* --sendmail PATH: that binary, whatever the configuration says. */
+        sub = (struct um_submit_opts){.via = UM_SUBMIT_VIA_SENDMAIL, .sendmail = sendmail};
+        o.submit = &sub;
     }
     if (o.org_name == NULL || o.email == NULL) {
         fprintf(stderr, "unimilter: report: set reports.org_name and reports.email in %s (or "
                         "--org and --email)\n",
                 conf != NULL ? conf : CLI_REPORT_CONFIG);
-        if (cfg != NULL)
-            um_config_unref(cfg);
-        return EX_USAGE;
+        rc = EX_USAGE;
+        goto out;
     }
     if (um_dns_new(cfg != NULL ? (const char *const *)cfg->dns_servers : NULL,
                    cfg != NULL ? cfg->ndns_servers : 0,
@@ -199,6 +226,10 @@ um_cli_report(int argc, char **argv)
     rc = 0;
 out:
     um_dns_free(dns);
+    if (password != NULL) {
+        explicit_bzero(password, strlen(password));
+        free(password);
+    }
     if (cfg != NULL)
         um_config_unref(cfg);
     return rc;

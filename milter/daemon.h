@@ -23,6 +23,9 @@
 #include "history.h"
 #include "ratelimit_redis.h"
 #include "runtime.h"
+#include "submitq.h"
+
+#define UM_MAX_CHILDREN 64 /* notify commands running at once, at most */
 
 /* libmilter takes char * for strings it never writes; this drops the const once, here. */
 #define MSTR(s) ((char *)(uintptr_t)(s))
@@ -36,6 +39,10 @@ struct um_daemon {
     struct um_rlredis *rlredis; /* ratelimit.backend = redis (process lifetime), else NULL */
     _Atomic unsigned long long redis_outages_logged;
     struct um_history *history; /* DMARC evaluations (NULL: not recorded); process lifetime */
+    struct um_submitq *submitq; /* notices to mail; process lifetime */
+    pthread_mutex_t child_lock; /* guards children: notify commands not yet reaped */
+    pid_t children[UM_MAX_CHILDREN];
+    size_t nchildren;
 
     _Atomic bool draining;    /* SIGTERM seen: no new messages */
     _Atomic int inflight;     /* messages between MAIL FROM and their end */
@@ -59,6 +66,14 @@ struct um_runtime *um_daemon_runtime(struct um_daemon *d);
  */
 int um_control_start(struct um_daemon *d, const struct um_config *cfg, uid_t uid, gid_t gid);
 void um_control_stop(struct um_daemon *d);
+
+/*
+ * notify.c: um_notify_reap() reaps the notify commands that have exited (main loop, once a
+ * second); um_notify_release() is the submit queue's release function for the runtime
+ * reference a queued notice holds.
+ */
+void um_notify_reap(struct um_daemon *d);
+void um_notify_release(void *owner);
 
 /* cli.c: subcommands of the same binary (stats, reset, keygen, check-keys). Returns the
  * exit status, or -1 when argv[1] names no subcommand. */

@@ -540,6 +540,25 @@ main_history_open(struct um_daemon *d)
     um_config_unref(cfg);
 }
 
+/* The notice queue's thread: after the signal mask, as the run user. Without it, notices
+ * are logged but not mailed (the log line says so). */
+static void
+main_submit_open(struct um_daemon *d)
+{
+    const struct um_submitq_params p = {
+        .max_jobs = UM_SUBMITQ_MAX_JOBS,
+        .max_attempts = UM_SUBMITQ_MAX_ATTEMPTS,
+        .first_backoff_ms = UM_SUBMITQ_FIRST_BACKOFF,
+        .max_backoff_ms = UM_SUBMITQ_MAX_BACKOFF,
+        .release = um_notify_release,
+        .log = &d->log,
+    };
+    struct um_error err = {0};
+
+    if (um_submitq_new(&p, &d->submitq, &err) != UM_OK)
+        um_log_msg(&d->log, UM_LOG_ERR, "submit", "%s: notices will not be mailed", err.msg);
+}
+
 /* SIGTERM: refuse new messages, wait (bounded) for those in flight, stop libmilter. */
 static void
 main_drain(struct um_daemon *d, struct main_milter *mm)
@@ -617,6 +636,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     um_config_unref(cfg);
 
     main_history_open(d);
+    main_submit_open(d);
     if (pthread_create(&mm.thread, NULL, main_milter_thread, &mm) != 0) {
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "cannot start the milter thread");
         return EX_OSERR;
@@ -638,8 +658,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
 
         time_t now = time(NULL);
 
-        while (waitpid(-1, NULL, WNOHANG) > 0)
-            ; /* notification commands and sendmail runs */
+        um_notify_reap(d); /* notify commands (the submit queue waits for its own) */
         if (now - last_save >= (time_t)main_snapshot_interval(d)) {
             main_save_state(d, false);
             last_save = now;
@@ -662,6 +681,8 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     }
     pthread_join(mm.thread, NULL);
     um_control_stop(d);
+    um_submitq_free(d->submitq); /* no milter thread is left to queue a notice */
+    d->submitq = NULL;
     main_save_state(d, true);
     if (d->history != NULL) {
         struct um_history_stats hs;
@@ -700,6 +721,11 @@ main(int argc, char **argv)
 
     /* A peer closing a socket (Redis, a notify pipe) must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
+    /* libcurl (notices, reports over SMTP) is set up before any thread exists. */
+    if (!um_submit_init()) {
+        fprintf(stderr, "unimilter: cannot initialise libcurl\n");
+        return EX_SOFTWARE;
+    }
     /* Subcommands of the same binary: stats, reset, keygen, check-keys. */
     rc = um_cli_run(argc, argv);
     if (rc >= 0)
@@ -768,6 +794,7 @@ main(int argc, char **argv)
 
     memset(&d, 0, sizeof(d));
     pthread_mutex_init(&d.cfg_lock, NULL);
+    pthread_mutex_init(&d.child_lock, NULL);
     um_logger_init(&d.log, sink_stderr, NULL, UM_LOG_INFO);
     d.rt = rt;
     main_apply_logging(&d, cfg, false);

@@ -3,21 +3,21 @@
  *
  * Design note: the limiter says "notify" once per episode, so this runs rarely. It must
  * never stall a milter thread: the command is started with posix_spawn and not waited for
- * (the main loop reaps children), and the notice mailed through sendmail is small enough to
- * fit a pipe buffer, so writing it cannot block. Details reach the command through its
- * environment, never through a shell, so sender addresses cannot inject commands.
+ * (the main loop reaps exactly the children started here, so the submit queue's own
+ * sendmail children are left to it), and the mailed notice is only copied into the submit
+ * queue (lib/submitq.h), whose thread sends it over SMTP or through sendmail and retries.
+ * Details reach the command through its environment, never through a shell, so sender
+ * addresses cannot inject commands.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "outbound.h"
-
-extern char **environ;
 
 static void
 notify_rcpts(char *buf, size_t len, const struct um_rl_notice *n)
@@ -52,7 +52,17 @@ notify_command(struct um_daemon *d, const char *cmd, const struct um_rl_notice *
     (void)snprintf(e_ip, sizeof(e_ip), "UM_CLIENT_IP=%s", n->client_ip);
     (void)snprintf(e_rcpts, sizeof(e_rcpts), "UM_RCPTS=%s", rcpts);
     (void)snprintf(e_refused, sizeof(e_refused), "UM_REFUSED=%u", n->refused);
+    pthread_mutex_lock(&d->child_lock);
+    if (d->nchildren >= UM_MAX_CHILDREN) {
+        pthread_mutex_unlock(&d->child_lock);
+        um_log_msg(&d->log, UM_LOG_ERR, "notify", "not running %s: %d earlier runs still going",
+                   cmd, UM_MAX_CHILDREN);
+        return;
+    }
     rc = posix_spawn(&pid, cmd, NULL, NULL, argv, envp);
+    if (rc == 0)
+        d->children[d->nchildren++] = pid;
+    pthread_mutex_unlock(&d->child_lock);
     if (rc != 0) {
         char eb[128];
         um_log_msg(&d->log, UM_LOG_ERR, "notify", "cannot run %s: %s", cmd,
@@ -60,51 +70,71 @@ notify_command(struct um_daemon *d, const char *cmd, const struct um_rl_notice *
     }
 }
 
+/* Notices are mailed through the daemon's submit queue: a milter thread only copies. */
 static void
-notify_mail(struct um_daemon *d, const char *sendmail, const char *to,
+notify_mail(struct um_daemon *d, struct um_runtime *rt, const char *to,
             const struct um_rl_notice *n)
 {
-    char msg[3072], rcpts[1500], esc[1050], eb[128];
-    char *argv[] = {(char *)(uintptr_t)sendmail, (char *)(uintptr_t) "-i",
-                    (char *)(uintptr_t) "--", (char *)(uintptr_t)to, NULL};
-    posix_spawn_file_actions_t fa;
-    int p[2], len;
-    pid_t pid;
+    const struct um_config *cfg = rt->cfg;
+    char msg[3600], rcpts[1500], esc[1050], date[64], from[300];
+    const char *rcptv[1] = {to};
+    time_t now = time(NULL);
+    struct tm tm;
+    int len;
 
+    if (d->submitq == NULL)
+        return;
+    (void)gmtime_r(&now, &tm);
+    (void)strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    if (cfg->submit.from != NULL)
+        (void)snprintf(from, sizeof(from), "<%s>", cfg->submit.from);
+    else
+        (void)snprintf(from, sizeof(from), "<MAILER-DAEMON@%s>", cfg->authserv_id);
     um_log_escape(esc, sizeof(esc), n->key, strlen(n->key));
     notify_rcpts(rcpts, sizeof(rcpts), n);
     len = snprintf(msg, sizeof(msg),
-                   "To: %s\nSubject: unimilter: sender over its rate limit: %.200s\n"
-                   "Auto-Submitted: auto-generated\n\n"
-                   "Sender:      %s\nRecipients:  %u in the last %u seconds (limit %u)\n"
-                   "Client IP:   %s\nFirst recipients of the message: %s\nSession:     %s\n\n"
-                   "Further refusals for this sender are not reported until it has been\n"
+                   "From: unimilter %s\r\nTo: <%s>\r\nDate: %s\r\n"
+                   "Message-ID: <ratelimit.%s.%lld@%s>\r\n"
+                   "Subject: unimilter: sender over its rate limit: %.200s\r\n"
+                   "Auto-Submitted: auto-generated\r\n\r\n"
+                   "Sender:      %s\r\nRecipients:  %u in the last %u seconds (limit %u)\r\n"
+                   "Client IP:   %s\r\nFirst recipients of the message: %s\r\n"
+                   "Session:     %s\r\n\r\n"
+                   "Further refusals for this sender are not reported until it has been\r\n"
                    "quiet for a whole window. See `unimilter stats`; `unimilter reset "
-                   "SENDER` clears its count.\n",
-                   to, esc, esc, n->count, n->window, n->limit, n->client_ip, rcpts, n->sess);
+                   "SENDER` clears its count.\r\n",
+                   from, to, date, n->sess, (long long)now, cfg->authserv_id, esc, esc, n->count,
+                   n->window, n->limit, n->client_ip, rcpts, n->sess);
     if (len < 0 || (size_t)len >= sizeof(msg))
         len = (int)strlen(msg);
-    if (pipe(p) != 0) {
-        um_log_msg(&d->log, UM_LOG_ERR, "notify", "pipe: %s", um_strerror(errno, eb, sizeof(eb)));
-        return;
-    }
-    (void)fcntl(p[1], F_SETFD, FD_CLOEXEC);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
-    posix_spawn_file_actions_addclose(&fa, p[0]);
-    if (posix_spawn(&pid, sendmail, &fa, NULL, argv, environ) != 0) {
-        um_log_msg(&d->log, UM_LOG_ERR, "notify", "cannot run %s", sendmail);
-    } else if (write(p[1], msg, (size_t)len) != len) {
-        um_log_msg(&d->log, UM_LOG_ERR, "notify", "short write to %s", sendmail);
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[0]);
-    close(p[1]);
+    /* The queued notice pins this runtime: its submit settings and password stay valid. */
+    um_submitq_add(d->submitq, &rt->submit, um_runtime_ref(rt), "ratelimit-notice",
+                         cfg->submit.from, rcptv, 1, msg, (size_t)len);
 }
 
 void
-um_notify_ratelimit(struct um_daemon *d, const struct um_config *cfg, const struct um_rl_notice *n)
+um_notify_release(void *owner)
 {
+    um_runtime_unref(owner);
+}
+
+void
+um_notify_reap(struct um_daemon *d)
+{
+    pthread_mutex_lock(&d->child_lock);
+    for (size_t i = 0; i < d->nchildren;) {
+        if (waitpid(d->children[i], NULL, WNOHANG) != 0)
+            d->children[i] = d->children[--d->nchildren];
+        else
+            i++;
+    }
+    pthread_mutex_unlock(&d->child_lock);
+}
+
+void
+um_notify_ratelimit(struct um_daemon *d, struct um_runtime *rt, const struct um_rl_notice *n)
+{
+    const struct um_config *cfg = rt->cfg;
     struct um_logline l;
 
     um_logline_init(&l, n->sess, "ratelimit-notice");
@@ -119,5 +149,5 @@ um_notify_ratelimit(struct um_daemon *d, const struct um_config *cfg, const stru
     if (cfg->ratelimit.notify_command != NULL)
         notify_command(d, cfg->ratelimit.notify_command, n);
     if (cfg->ratelimit.notify_mail_to != NULL)
-        notify_mail(d, cfg->ratelimit.sendmail_path, cfg->ratelimit.notify_mail_to, n);
+        notify_mail(d, rt, cfg->ratelimit.notify_mail_to, n);
 }

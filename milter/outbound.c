@@ -123,7 +123,7 @@ ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decis
         struct um_rl_notice n = {cc->sess, m->key.key, cc->client_ip, dec->count + asked,
                                  dec->limit, dec->window, dec->refused,
                                  (const char *const *)m->rcpt_first, m->nrcpt_first};
-        um_notify_ratelimit(cc->d, cfg, &n);
+        um_notify_ratelimit(cc->d, cc->rt, &n);
     }
     if (cfg->ratelimit.monitor_only)
         return SMFIS_CONTINUE;

@@ -37,7 +37,7 @@ struct um_rl_notice {
     const char *const *rcpts;
     size_t nrcpts;
 };
-void um_notify_ratelimit(struct um_daemon *d, const struct um_config *cfg,
+void um_notify_ratelimit(struct um_daemon *d, struct um_runtime *rt,
                          const struct um_rl_notice *n);
 
 #endif

@@ -6,7 +6,7 @@ set -eu
 what=${1:-build}
 BUILD="build-essential cmake pkg-config libmilter-dev libspf2-dev libopendkim-dev
  libopendmarc-dev libconfig-dev libunbound-dev libevent-dev libssl-dev publicsuffix
- libhiredis-dev libsqlite3-dev libpq-dev libxml2-dev zlib1g-dev"
+ libhiredis-dev libsqlite3-dev libpq-dev libxml2-dev zlib1g-dev libcurl4-openssl-dev"
 TEST="libcmocka-dev miltertest postfix swaks python3 python3-dkim python3-dnspython python3-nacl
  libmail-dkim-perl libnet-dns-perl opendkim-tools unbound util-linux iproute2 procps
  clang libclang-rt-14-dev sasl2-bin libsasl2-modules redis-server libhiredis-dev

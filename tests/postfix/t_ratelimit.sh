@@ -22,6 +22,16 @@
 #      (from Postfix's "Received: by ... (Postfix, from userid N)"): with Postfix 3.7 it is
 #      not - cleanup does not pass that header to non_smtpd_milters - so this is recorded as
 #      a daemon bug, the rest of the test still runs, and the test fails at the end.
+# Notices (ratelimit.notify.mail_to, submit.via "smtp", the default):
+#   1. the relay is down when alice crosses the limit - it accepts the TCP connection and
+#      never answers, the worst case - so the notice's first attempt hangs until
+#      submit.timeout (3 s) and is logged (event=submit ... result=deferred), while alice's
+#      next message is answered in under 2 s all the same (the notice waits in the submit
+#      queue's thread, never in a milter thread); an smtp-sink started on the relay port
+#      afterwards receives the notice at the daemon's next attempt (result=sent attempts=2);
+#   2. from phase 2 on the relay is the real Postfix instance's port 25 service: bob's
+#      notice (he crosses in phase 2) goes through Postfix (from=<>) to the sink, with the
+#      sender, count and limit in it.
 # At the end every message is accounted for: delivered recipients (sink X-Rcpt-Args lines),
 # held, or refused with a 4xx to the SMTP client / sendmail; nothing else in any queue.
 #
@@ -141,7 +151,11 @@ ratelimit = {
     key = $2;
     state_file = "$STATE";
     overrides = ( { sender = "sasl:carol@$REALM"; exempt = true; } );
+    notify = { mail_to = "ops@x.test"; };
 };
+submit = { relay = "smtp://127.0.0.1:$NOTICE_RELAY_PORT"; timeout = 3; };
+authserv_id = "mta.unimilter.test";
+dns = { servers = ["127.0.0.1@$NOTICE_DNS_PORT"]; timeout = 1; };
 reports = { history_file = ""; };
 CONF
     "$UM_BIN" -n -c "$PF_DIR/um.conf" >/dev/null 2>&1 ||
@@ -199,9 +213,11 @@ rcpt_replies() {
     awk '/^ -> RCPT TO:/ { getline; sub(/^<\*?\*?-? +/, ""); print }' "$PF_SWAKS_OUT"
 }
 
+NOTICE_SUBJECT='Subject: unimilter: sender over its rate limit'
 sink_rcpts() { # recipients delivered so far: X-Rcpt-Args lines across captured files
     local f n=0
     for f in $(pf_sink_files); do
+        grep -q "^$NOTICE_SUBJECT" "$f" && continue # the daemon's notices are not test mail
         n=$((n + $(grep -c '^X-Rcpt-Args:' "$f" || true)))
     done
     echo "$n"
@@ -220,6 +236,20 @@ wait_sink_rcpts() { # N [TIMEOUT]
 
 rl_lines() { grep -cE "event=ratelimit .*sender=\"?$1\"? .*action=\"?$2\"?( |\$)" "$UM_LOG" || true; }
 
+# ---- notices: the relay of phase 1 is down at first (nothing listens on its port)
+ports=$(_pf_pick_ports 2) || fail "no free ports for the notice relay"
+{ read -r NOTICE_RELAY_PORT; read -r NOTICE_DNS_PORT; } <<<"$ports"
+NOTICE_DIR=$PF_DIR/notice-sink
+mkdir -p "$NOTICE_DIR"
+chown nobody: "$NOTICE_DIR"
+NOTICE_SINK_PID=
+trap 'pf_kill_job "$NOTICE_SINK_PID"; pf_kill_job "$BLACKHOLE_PID"; cleanup' EXIT
+# The dead relay: listens, never accepts, never says a word.
+/usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(600)' "$NOTICE_RELAY_PORT" &
+BLACKHOLE_PID=$!
+
 # ======== 1. tempfail over SMTP
 write_conf tempfail '["sasl", "sender"]'
 um_start
@@ -237,10 +267,44 @@ sed -n 2p <<<"$replies" | grep -qE '^451 4\.7\.1 .*rate limit' ||
 ok "alice: 3rd recipient 250, 4th: $(sed -n 2p <<<"$replies")"
 WANT_DELIVERED=$((WANT_DELIVERED + 1))
 REFUSED_4XX=$((REFUSED_4XX + 1))
+t_ms=$(date +%s%3N)
 sub alice alice@example.org "a5@x.test" 24 alice-3 # every recipient refused: swaks exit 24
+t_ms=$(($(date +%s%3N) - t_ms))
+((t_ms < 2000)) || fail "alice-3 took $t_ms ms while the notice relay hangs: mail waited for the notice"
+grep -qE 'event=submit .*result=' "$UM_LOG" && fail "the notice attempt ended before alice-3 was answered: the test proves nothing"
 rcpt_replies | grep -qE '^451 4\.7\.1 ' || fail "alice-3: RCPT not refused with 451 4.7.1"
 REFUSED_4XX=$((REFUSED_4XX + 1))
 ok "alice: over the limit, whole message refused at RCPT (451 4.7.1)"
+
+# The notice for alice could not be sent (relay hangs) and is queued for a retry; alice-3
+# above was answered meanwhile. Now the relay comes up and gets it at the next attempt.
+for ((i = 0; i < 100; i++)); do
+    grep -qE 'event=submit what=ratelimit-notice to=ops@x\.test .*result=deferred attempts=1 ' "$UM_LOG" && break
+    sleep 0.1
+done
+((i < 100)) || fail "no event=submit ... result=deferred line while the notice relay is down"
+grep -qE 'event=submit .*result=sent' "$UM_LOG" && fail "a notice was sent while the relay was down"
+pf_kill_job "$BLACKHOLE_PID"
+BLACKHOLE_PID=
+ok "alice-3 answered in $t_ms ms while the notice hung on the dead relay"
+ok "notice: relay down -> $(grep -oE 'event=submit .*result=deferred.*' "$UM_LOG" | head -n1 | cut -c1-160)"
+(cd / && exec "$PF_SMTP_SINK" -4 -u nobody -d "$NOTICE_DIR/%Y%m%d%H%M%S." \
+    "127.0.0.1:$NOTICE_RELAY_PORT" 8 >"$PF_DIR/notice-sink.log" 2>&1 </dev/null) &
+NOTICE_SINK_PID=$!
+for ((i = 0; i < 150; i++)); do
+    grep -qE 'event=submit what=ratelimit-notice .*result=sent attempts=2( |$)' "$UM_LOG" && break
+    sleep 0.1
+done
+((i < 150)) || fail "the notice was not sent within 15 s of the relay coming up"
+sleep 0.3
+nf=$(find "$NOTICE_DIR" -type f | head -n1)
+[[ -n "$nf" ]] || fail "the notice relay captured nothing"
+grep -q "^$NOTICE_SUBJECT: sasl:alice@$REALM" "$nf" || fail "notice without alice's key: $(cat "$nf")"
+grep -qE '^X-Rcpt-Args: <ops@x\.test>' "$nf" || grep -q 'ops@x.test' "$nf" || fail "notice not to ops@x.test: $(cat "$nf")"
+grep -q '^Recipients:  4 in the last 3600 seconds (limit 3)' "$nf" || fail "notice lacks the count: $(cat "$nf")"
+ok "notice: relay up -> $(grep -oE 'event=submit .*result=sent.*' "$UM_LOG" | head -n1 | cut -c1-160)"
+pf_kill_job "$NOTICE_SINK_PID" TERM
+NOTICE_SINK_PID=
 
 sub bob bob@example.org "b1@x.test b2@x.test b3@x.test" 0 bob-1
 [[ $(rcpt_replies | grep -c '^250') == 3 ]] || fail "bob: not all 3 recipients accepted: $(rcpt_replies)"
@@ -261,6 +325,9 @@ pf_log_grep -q "milter-reject: RCPT from .*: 451 4\.7\.1 .* to=<a4@x\.test>" ||
 ok "phase 1: $WANT_DELIVERED recipients delivered, $REFUSED_4XX refused with 451 4.7.1"
 
 # ======== 2. hold: new config, SIGHUP; alice is still at $N of $N
+# From here on, notices go to the real Postfix instance (port 25 service), which relays them
+# to the sink.
+NOTICE_RELAY_PORT=$PF_SMTP_PORT
 write_conf hold '["sasl", "sender"]'
 um_reload
 sub alice alice@example.org "a6@x.test" 0 alice-hold
@@ -296,6 +363,19 @@ WANT_DELIVERED=$((WANT_DELIVERED + 2))
 wait_sink_rcpts "$WANT_DELIVERED"
 ((n = $(pf_held_count), n == WANT_HELD)) || fail "$n messages held, want $WANT_HELD"
 ok "phase 2: exempt carol delivered, $WANT_HELD held"
+# bob crossed the limit in phase 2: his notice went through Postfix to the sink.
+nf=
+for ((i = 0; i < 100; i++)); do
+    nf=$(grep -l "^$NOTICE_SUBJECT: sasl:bob@$REALM" $(pf_sink_files) /dev/null 2>/dev/null | head -n1 || true)
+    [[ -n "$nf" ]] && break
+    "$PF_POSTQUEUE" -c "$PF_CONF" -f >/dev/null 2>&1 || true
+    sleep 0.2
+done
+[[ -n "$nf" ]] || fail "bob's notice did not reach the sink through Postfix"
+pf_log_grep -q 'from=<>, size=.*' || fail "Postfix did not log a null-sender message (the notice)"
+grep -q '^Auto-Submitted: auto-generated' "$nf" || fail "notice lacks Auto-Submitted: $(cat "$nf")"
+grep -q '^From: unimilter <MAILER-DAEMON@mta.unimilter.test>' "$nf" || fail "notice From: $(grep '^From:' "$nf")"
+ok "notice: bob's went through Postfix (from=<>) to the sink: $(grep "^$NOTICE_SUBJECT" "$nf")"
 
 # ======== 3. local submission: sendmail run as nobody, key uid first
 NOBODY_UID=$(id -u nobody)

@@ -31,6 +31,10 @@
 #include "history.h"
 #include "report.h"
 
+/* lib/submit's sendmail path with this binary (a compound literal: lives in the caller's block). */
+#define VIA_SENDMAIL(path)                                                                         \
+    (&(struct um_submit_opts){.via = UM_SUBMIT_VIA_SENDMAIL, .sendmail = (path)})
+
 #define DAY    1700006400LL /* 2023-11-15 00:00:00 UTC */
 #define NOW    (DAY + 86400 + 3600)
 #define PG_BIN "/usr/lib/postgresql/15/bin"
@@ -461,7 +465,7 @@ test_report_sent_once_and_retention(void **state)
     lo.db_path = lite;
     po.store = UM_HISTORY_STORE_POSTGRESQL;
     po.db_path = pg_conninfo;
-    lo.sendmail = po.sendmail = sendmail;
+    lo.submit = po.submit = VIA_SENDMAIL(sendmail);
     lo.retention_days = po.retention_days = 30;
     assert_int_equal(um_report_run(&lo, &ls, &err), UM_OK);
     if (um_report_run(&po, &ps, &err) != UM_OK)

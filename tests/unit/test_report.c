@@ -24,6 +24,10 @@
 #include "history.h"
 #include "report.h"
 
+/* lib/submit's sendmail path with this binary (a compound literal: lives in the caller's block). */
+#define VIA_SENDMAIL(path)                                                                         \
+    (&(struct um_submit_opts){.via = UM_SUBMIT_VIA_SENDMAIL, .sendmail = (path)})
+
 #define DAY  1700006400LL /* 2023-11-15 00:00:00 UTC */
 #define NOW  (DAY + 86400 + 3600)
 #define XSD  UM_SOURCE_DIR "/../shared/conformance/dmarc-mail-dmarc/share/rua-schema.xsd"
@@ -219,7 +223,7 @@ opts(struct fx *f)
         .db_path = f->db,
         .org_name = "Receiver & Co",
         .email = "dmarc-noreply@receiver.example",
-        .sendmail = NULL,
+        .submit = NULL,
         .day = -1,
         .now = NOW,
         .txt = fake_txt,
@@ -404,7 +408,7 @@ test_send_once(void **state)
              "cat > '%s/mail.'$n\nexit 0\n",
              f->dir, f->out, f->out);
     write_script(sm, script);
-    o.sendmail = sm;
+    o.submit = VIA_SENDMAIL(sm);
     assert_int_equal(um_report_run(&o, &st, &err), UM_OK);
     assert_int_equal(st.sent, 1);
     assert_int_equal(st.pending, 0);
@@ -463,7 +467,7 @@ test_failing_sendmail_retried(void **state)
     snprintf(script, sizeof(script), "#!/bin/sh\ncat > '%s/saved.eml'\nexit 0\n", f->out);
     write_script(good, script);
 
-    o.sendmail = bad;
+    o.submit = VIA_SENDMAIL(bad);
     assert_int_equal(um_report_run(&o, &st, &err), UM_OK);
     assert_int_equal(st.sent, 0);
     assert_int_equal(st.pending, 1);
@@ -471,7 +475,7 @@ test_failing_sendmail_retried(void **state)
     assert_int_equal(sql_count(f->db, "SELECT count(*) FROM reports_sent WHERE state = 'pending'"),
                      1);
 
-    o.sendmail = good;
+    o.submit = VIA_SENDMAIL(good);
     assert_int_equal(um_report_run(&o, &st, &err), UM_OK);
     assert_int_equal(st.sent, 1);
     assert_int_equal(st.pending, 0);
@@ -503,7 +507,7 @@ test_dns_tempfail_pending(void **state)
     um_history_close(h, 5000, NULL);
     snprintf(ok, sizeof(ok), "%s/sendmail-ok", f->dir);
     write_script(ok, "#!/bin/sh\ncat >/dev/null\nexit 0\n");
-    o.sendmail = ok;
+    o.submit = VIA_SENDMAIL(ok);
     o.day = DAY;
     assert_int_equal(um_report_run(&o, &st, &err), UM_OK);
     assert_int_equal(st.pending, 1);
@@ -527,7 +531,7 @@ test_retention(void **state)
 
     snprintf(ok, sizeof(ok), "%s/sendmail-ok", f->dir);
     write_script(ok, "#!/bin/sh\ncat >/dev/null\nexit 0\n");
-    o.sendmail = ok;
+    o.submit = VIA_SENDMAIL(ok);
     o.retention_days = 30;
     assert_int_equal(sql_count(f->db, "SELECT count(*) FROM evaluations"), 10);
     assert_int_equal(um_report_run(&o, &st, &err), UM_OK);
