@@ -122,8 +122,15 @@ static const struct cfg_item cfg_schema[] = {
      "Seconds SIGTERM waits for messages in flight before exiting."},
     {"control_socket", CFG_OSTRING, CO(control_socket), 0, 0, 0, NULL,
      "/run/unimilter/control.sock",
-     "Unix socket path for `unimilter stats` and `unimilter reset` (empty: none); same owner, "
-     "group and mode as the milter socket."},
+     "Unix socket path for `unimilter stats` and `unimilter reset` (empty: none); owned by "
+     "the daemon's user, see control_socket_mode and control_socket_group."},
+    {"control_socket_mode", CFG_OCTAL, CO(control_socket_mode), 0, 0, 0777, NULL, "0600",
+     "Permission bits of the control socket, as an octal string (default: only root and the "
+     "daemon's user may use it)."},
+    {"control_socket_group", CFG_OSTRING, CO(control_socket_group),
+     CO(line_control_socket_group), 0, 0, NULL, "",
+     "Group given to the control socket, for a control_socket_mode like \"0660\" (empty: the "
+     "daemon's own group)."},
     {"dns", CFG_GROUP, 0, 0, 0, 0, NULL, "", "The one caching resolver all checks share."},
     {.path = "dns.servers", .kind = CFG_STRARRAY, .off = CO(dns_servers),
      .count_off = CO(ndns_servers), .dflt = "[]", .str_check = cfg_check_dns_server,
@@ -1101,6 +1108,7 @@ um_config_unref(struct um_config *cfg)
         free(cfg->mode.rule[i].daemon_name);
     free(cfg->mode.rule);
     free(cfg->control_socket);
+    free(cfg->control_socket_group);
     cfg_strarray_free(cfg->dns_servers, cfg->ndns_servers);
     cfg_strarray_free(cfg->ratelimit.key, cfg->ratelimit.nkey);
     free(cfg->ratelimit.state_file);

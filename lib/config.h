@@ -78,6 +78,9 @@ struct um_config {
     struct um_mode_rules mode;
     bool trace_header; /* debug: add X-Unimilter-Mode to every message */
     char *control_socket; /* unix:/path of the control socket, NULL: none */
+    int control_socket_mode;    /* permission bits of the control socket */
+    char *control_socket_group; /* NULL: the run user's group */
+    int line_control_socket_group;
 
     char **dns_servers; /* forwarders "IP" or "IP@PORT"; NULL: /etc/resolv.conf */
     size_t ndns_servers;

@@ -98,8 +98,14 @@ cli_request(const char *cmd, const char *sock, const char *req, char **resp)
     memcpy(sa.sun_path, sock, strlen(sock) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        fprintf(stderr, "unimilter: %s: cannot connect to %s: %s; is unimilter running?\n", cmd,
-                sock, um_strerror(errno, eb, sizeof(eb)));
+        if (fd >= 0 && (errno == EACCES || errno == EPERM))
+            fprintf(stderr,
+                    "unimilter: %s: permission denied on %s (control_socket_mode/"
+                    "control_socket_group)\n",
+                    cmd, sock);
+        else
+            fprintf(stderr, "unimilter: %s: cannot connect to %s: %s; is unimilter running?\n",
+                    cmd, sock, um_strerror(errno, eb, sizeof(eb)));
         if (fd >= 0)
             close(fd);
         return -1;

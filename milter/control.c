@@ -8,8 +8,10 @@
  * what the client still sends: see control_linger()). So a stuck or malicious local client holds
  * the thread for at most CONTROL_TIMEOUT_MS per phase (a silent one: once), and no request can make it allocate
  * more than the response of 1000 senders. Access control is the socket file itself: created
- * under umask 0177, then given the milter socket's owner, group and mode (socket_mode), so
- * whoever may talk to the milter may read the counts and reset them.
+ * under umask 0177, then given the daemon's user as owner, control_socket_group (default:
+ * the daemon's group) and control_socket_mode (default 0600): by default only root and the
+ * daemon's user may read the counts and reset them, not every member of the MTA's group
+ * that may talk to the milter socket.
  *
  * Protocol (text, LF-terminated lines; a request may also end at EOF):
  *
@@ -490,7 +492,7 @@ control_bind(struct um_daemon *d, const struct um_config *cfg, const char *path,
         (void)unlink(path);
         return -1;
     }
-    if (chmod(path, (mode_t)cfg->socket_mode) != 0 || listen(control.lfd, 16) != 0) {
+    if (chmod(path, (mode_t)cfg->control_socket_mode) != 0 || listen(control.lfd, 16) != 0) {
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "control socket %s: %s", path,
                    um_strerror(errno, eb, sizeof(eb)));
         (void)unlink(path);

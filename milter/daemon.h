@@ -61,7 +61,7 @@ struct um_runtime *um_daemon_runtime(struct um_daemon *d);
 
 /*
  * control.c: the local control socket (unimilter stats / reset). um_control_start() binds
- * cfg->control_socket (giving it owner uid/gid and the milter socket's mode), then serves
+ * cfg->control_socket (giving it owner uid, group gid and control_socket_mode), then serves
  * it from one thread until um_control_stop(). Returns 0, or -1 after logging why.
  */
 int um_control_start(struct um_daemon *d, const struct um_config *cfg, uid_t uid, gid_t gid);

@@ -124,6 +124,8 @@ struct main_ids {
     gid_t gid;
     gid_t sock_gid;
     bool have_sock_gid;
+    gid_t ctl_gid; /* control_socket_group */
+    bool have_ctl_gid;
     bool drop;
     uid_t uid_for_keys; /* besides root, who may own key files */
 };
@@ -165,6 +167,16 @@ main_resolve_ids(const struct um_config *cfg, struct main_ids *ids, char *err, s
         }
         ids->sock_gid = gr.gr_gid;
         ids->have_sock_gid = true;
+    }
+    if (cfg->control_socket_group != NULL) {
+        if (getgrnam_r(cfg->control_socket_group, &gr, buf, sizeof(buf), &grp) != 0
+            || grp == NULL) {
+            snprintf(err, errlen, "%s:%d: control_socket_group: no such group \"%s\"", cfg->path,
+                     cfg->line_control_socket_group, cfg->control_socket_group);
+            return -1;
+        }
+        ids->ctl_gid = gr.gr_gid;
+        ids->have_ctl_gid = true;
     }
     return 0;
 }
@@ -626,8 +638,8 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     /* Both sockets are created while we may still be root, then handed to the run user. */
     if (main_open_socket(d, sock, cfg, ids) != 0
         || um_control_start(d, cfg, ids->drop ? ids->uid : (uid_t)-1,
-                            ids->have_sock_gid ? ids->sock_gid
-                                               : (ids->drop ? ids->gid : (gid_t)-1))
+                            ids->have_ctl_gid ? ids->ctl_gid
+                                              : (ids->drop ? ids->gid : (gid_t)-1))
                != 0
         || main_drop_privileges(d, cfg, ids) != 0) {
         um_config_unref(cfg);

@@ -2,7 +2,9 @@
 # Control socket: `unimilter stats` and `unimilter reset` against a running daemon; the
 # counts come from real outbound messages (miltertest, SASL login macro). Also: socket
 # owner and mode, untrusted key bytes escaped and resettable in that form, bounded requests,
-# a stuck client does not block others for long, clear errors when the daemon is down,
+# a stuck client does not block others for long, clear errors when the daemon is down, an
+# unprivileged user other than the daemon's refused with "permission denied" (the control
+# socket is 0600 and the daemon's by default, not the milter socket's 0666),
 # ratelimit disabled, a non-socket file in the socket's place refused.
 . "$(dirname "$0")/lib.sh"
 
@@ -55,9 +57,19 @@ PY
 RLEXTRA="limit = 10;" write_conf "$T/um.conf"
 um_start "$T/um.conf"
 [ -S "$CTL" ] || fail "control socket $CTL not created"
-[ "$(stat -c %a "$CTL")" = 666 ] || fail "control socket mode $(stat -c %a "$CTL"), want socket_mode 666"
+[ "$(stat -c %a "$CTL")" = 600 ] || fail "control socket mode $(stat -c %a "$CTL"), want control_socket_mode's default 600 (the milter socket is 666)"
 if [ "$(id -u)" = 0 ]; then
     [ "$(stat -c %U "$CTL")" = nobody ] || fail "control socket owned by $(stat -c %U "$CTL"), want nobody"
+    # Another unprivileged user (daemon, uid 1) is refused, and told why.
+    chmod 0755 "$T"
+    chmod 0644 "$T/um.conf"
+    rc=0; out=$(runuser -u daemon -- "$UM_BIN" stats -c "$T/um.conf" 2>&1) || rc=$?
+    [ "$rc" = 1 ] || fail "stats as user daemon exited $rc, want 1: $out"
+    echo "$out" | grep -qx "unimilter: stats: permission denied on $CTL (control_socket_mode/control_socket_group)" \
+        || fail "stats as user daemon: $out"
+    rc=0; out=$(runuser -u daemon -- "$UM_BIN" reset -c "$T/um.conf" sasl:alice 2>&1) || rc=$?
+    [ "$rc" = 1 ] && echo "$out" | grep -q "permission denied on $CTL" || fail "reset as user daemon: rc=$rc $out"
+    echo "ok: user daemon refused: $out"
 fi
 grep -q "control socket $CTL ready" "$T/log" || fail "no startup line for the control socket"
 
