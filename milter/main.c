@@ -100,12 +100,20 @@ sink_stderr(void *arg, enum um_log_level level, const char *line, size_t len)
         (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-/* arg non-NULL: stderr is a terminal (an operator running it by hand); echo there too. */
+/* The one sink the logger ever has: log.target is an atomic in the daemon, so a reload can
+ * switch between syslog and stderr while other threads log (no function pointer changes).
+ * With syslog and a terminal on stderr (an operator running it by hand), echo there too. */
 static void
-sink_syslog(void *arg, enum um_log_level level, const char *line, size_t len)
+sink_daemon(void *arg, enum um_log_level level, const char *line, size_t len)
 {
+    struct um_daemon *d = arg;
+
+    if (atomic_load(&d->log_target) != UM_LOG_TARGET_SYSLOG) {
+        sink_stderr(NULL, level, line, len);
+        return;
+    }
     syslog((int)level, "%.*s", (int)len, line);
-    if (arg != NULL)
+    if (d->log_tty)
         sink_stderr(NULL, level, line, len);
 }
 
@@ -401,16 +409,15 @@ main_milter_thread(void *arg)
     return NULL;
 }
 
+/* At start and at every reload (main thread only): log.target and log.level. */
 static void
-main_apply_logging(struct um_daemon *d, const struct um_config *cfg, bool foreground_stderr)
+main_apply_logging(struct um_daemon *d, const struct um_config *cfg)
 {
-    if (cfg->log_target == UM_LOG_TARGET_SYSLOG && !foreground_stderr) {
+    if (cfg->log_target == UM_LOG_TARGET_SYSLOG && !d->log_opened) {
         openlog("unimilter", LOG_PID | LOG_NDELAY, LOG_MAIL);
-        d->log.arg = isatty(STDERR_FILENO) ? (void *)d : NULL;
-        d->log.sink = sink_syslog;
-    } else {
-        d->log.sink = sink_stderr;
+        d->log_opened = true;
     }
+    atomic_store(&d->log_target, (int)cfg->log_target);
     um_logger_set_level(&d->log, cfg->log_level);
 }
 
@@ -447,6 +454,14 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
     if (old->ratelimit.backend != nrt->cfg->ratelimit.backend)
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "ratelimit.backend changed: takes effect at the next restart");
+    if ((old->control_socket == NULL) != (nrt->cfg->control_socket == NULL)
+        || (old->control_socket != NULL && strcmp(old->control_socket, nrt->cfg->control_socket) != 0)
+        || old->control_socket_mode != nrt->cfg->control_socket_mode
+        || (old->control_socket_group == NULL) != (nrt->cfg->control_socket_group == NULL)
+        || (old->control_socket_group != NULL
+            && strcmp(old->control_socket_group, nrt->cfg->control_socket_group) != 0))
+        um_log_msg(&d->log, UM_LOG_WARNING, "reload",
+                   "control socket settings changed: take effect at the next restart");
     if (old->ndns_servers != nrt->cfg->ndns_servers || old->dns_timeout != nrt->cfg->dns_timeout)
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "dns settings changed: take effect at the next restart");
@@ -458,7 +473,7 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
     d->rt = nrt;
     pthread_mutex_unlock(&d->cfg_lock);
     um_runtime_unref(oldrt);
-    um_logger_set_level(&d->log, nrt->cfg->log_level);
+    main_apply_logging(d, nrt->cfg);
     um_log_msg(&d->log, UM_LOG_INFO, "reload", "configuration %s loaded", path);
 }
 
@@ -807,9 +822,11 @@ main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     pthread_mutex_init(&d.cfg_lock, NULL);
     pthread_mutex_init(&d.child_lock, NULL);
-    um_logger_init(&d.log, sink_stderr, NULL, UM_LOG_INFO);
+    atomic_init(&d.log_target, (int)UM_LOG_TARGET_STDERR);
+    d.log_tty = isatty(STDERR_FILENO);
+    um_logger_init(&d.log, sink_daemon, &d, UM_LOG_INFO);
     d.rt = rt;
-    main_apply_logging(&d, cfg, false);
+    main_apply_logging(&d, cfg);
     if (main_ratelimit_init(&d, cfg) != 0) {
         um_runtime_unref(rt);
         return EX_SOFTWARE;

@@ -63,6 +63,28 @@ n=$(grep -c 'event=reload msg="configuration' "$T/log")
 [ "$n" -ge 15 ] || fail "only $n of 20 SIGHUPs reloaded"
 ! grep -q "libmilter stopped without being asked" "$T/log" || fail "libmilter took a SIGHUP as stop"
 
+# 2b. log.target is applied at reload (unimilter.conf(5): only socket, user/group, control
+# socket, ratelimit.backend and dns need a restart): switched to syslog, nothing more reaches
+# stderr - not the reload line, not a message's verdict; switched back, the lines return.
+cp "$T/um.conf" "$T/um.conf.stderr"
+sed -i 's/target = "stderr"/target = "syslog"/' "$T/um.conf"
+grep -q 'target = "syslog"' "$T/um.conf" || fail "could not switch the test config to syslog"
+lines=$(wc -l <"$T/log")
+verdicts=$(grep -c 'event=verdict' "$T/log" || true)
+kill -HUP "$UM_PID"
+sleep 1
+mt_session to_syslog ORIGINATING "" inbound || fail "a session failed after the switch to syslog"
+sleep 0.3
+new=$(tail -n +"$((lines + 1))" "$T/log")
+[ -z "$new" ] || fail "log.target = syslog after a reload, yet stderr still got: $new"
+cp "$T/um.conf.stderr" "$T/um.conf"
+loaded=$(grep -c 'event=reload msg="configuration .* loaded"' "$T/log" || true)
+kill -HUP "$UM_PID"
+wait_log 'event=reload msg="configuration .* loaded"' $((loaded + 1))
+mt_session back_to_stderr ORIGINATING "" inbound || fail "a session failed after the switch back"
+wait_log 'event=verdict' $((verdicts + 1))
+echo "ok: log.target switched to syslog and back by reloads"
+
 # 3. SIGTERM: the message in flight finishes; a new connection is turned away; exit 0.
 n=$(grep -c 'event=verdict' "$T/log" || true)
 c=$(grep -c 'event=connect' "$T/log" || true)
