@@ -63,7 +63,22 @@ echo "ok: systemd-analyze verify unimilter-report.service unimilter-report.timer
 # The unit keeps the promises main.c relies on.
 grep -qx 'ExecStartPre=/usr/sbin/unimilter -n -c /etc/unimilter/unimilter.conf' "$unit" \
     || inst_fail "ExecStartPre does not check the configuration with -n"
-grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || inst_fail "ExecReload does not send SIGHUP"
+# systemctl reload runs the ExecReload= lines in order and stops at the first failure: the
+# check (-n) first, so a bad file fails the reload visibly; then the SIGHUP.
+reload=$(grep '^ExecReload=' "$unit")
+[[ "$reload" == 'ExecReload=/usr/sbin/unimilter -n -c /etc/unimilter/unimilter.conf
+ExecReload=/bin/kill -HUP $MAINPID' ]] \
+    || inst_fail "ExecReload= must be the -n check, then kill -HUP \$MAINPID; the unit has:"$'\n'"$reload"
+# The check line, run as written against a broken copy of the config: it fails, naming file:line.
+cp "$UM_SRC/conf/unimilter.conf" "$work/bad.conf"
+echo 'no_such_setting = 1;' >>"$work/bad.conf"
+check_cmd=$(sed -n 's/^ExecReload=\(.* -n -c \)\/etc\/unimilter\/unimilter.conf$/\1/p' "$unit" | head -n1)
+check_cmd=${check_cmd/\/usr\/sbin\/unimilter/$UM_BIN}
+rc=0; out=$($check_cmd "$work/bad.conf" 2>&1) || rc=$?
+((rc != 0)) || inst_fail "the ExecReload check accepted a broken config: $out"
+grep -q "$work/bad.conf:$(wc -l <"$work/bad.conf"): no_such_setting" <<<"$out" \
+    || inst_fail "the ExecReload check does not name file:line: $out"
+echo "ok: ExecReload= checks first (a broken config fails with: $out), then SIGHUP"
 grep -qx 'RuntimeDirectory=unimilter' "$unit" || inst_fail "no RuntimeDirectory=unimilter (socket dir)"
 grep -qx 'StateDirectory=unimilter' "$unit" || inst_fail "no StateDirectory=unimilter (ratelimit.state_file)"
 drain=$(sed -nE 's/^shutdown_timeout = ([0-9]+);/\1/p' "$UM_SRC/conf/unimilter.conf")
