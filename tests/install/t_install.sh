@@ -54,6 +54,18 @@ check() {
     done <<<"$lines"
 }
 
+# check_keys_dir DESTDIR COMPONENT: the daemon component creates /etc/unimilter/keys, 0750
+# (systemd-tmpfiles later gives it group unimilter); the others do not.
+check_keys_dir() {
+    local k=$1/etc/unimilter/keys
+    if [[ "$2" == daemon || "$2" == all ]]; then
+        [[ -d "$k" ]] || inst_fail "$2: no directory /etc/unimilter/keys (README: unimilter keygen -o /etc/unimilter/keys)"
+        [[ "$(stat -c %a "$k")" == 750 ]] || inst_fail "/etc/unimilter/keys: mode $(stat -c %a "$k"), want 750"
+    else
+        [[ ! -e "$k" ]] || inst_fail "component $2 created /etc/unimilter/keys"
+    fi
+}
+
 all=
 for c in daemon doc systemd selinux; do
     dest=$work/$c
@@ -63,6 +75,7 @@ for c in daemon doc systemd selinux; do
     fi
     [[ -d "$dest" ]] || inst_fail "component $c installed nothing (is man/CMakeLists.snippet.txt pasted?)"
     check "$dest" "${want[$c]}"
+    check_keys_dir "$dest" "$c"
     echo "ok: component $c: $(cut -d' ' -f1 <<<"${want[$c]}" | tr '\n' ' ')"
     all+=${want[$c]}$'\n'
 done
@@ -72,6 +85,13 @@ dest=$work/all
 DESTDIR=$dest "$UM_CMAKE" --install "$UM_BUILD" --prefix /usr >"$work/log" 2>&1 \
     || { cat "$work/log" >&2; inst_fail "cmake --install (all components) failed"; }
 check "$dest" "$all"
+check_keys_dir "$dest" all
 "$dest/usr/sbin/unimilter" -V >/dev/null || inst_fail "the installed daemon does not run (-V)"
+# The README's first step after installing: a key into the installed keys directory.
+out=$("$dest/usr/sbin/unimilter" keygen -c "$dest/etc/unimilter/unimilter.conf" -d example.org \
+    -s s2026 -t ed25519 -o "$dest/etc/unimilter/keys" 2>&1) \
+    || inst_fail "unimilter keygen -o <installed>/etc/unimilter/keys failed: $out"
+ls "$dest/etc/unimilter/keys/"* >/dev/null 2>&1 || inst_fail "keygen wrote nothing into the keys directory: $out"
+echo "ok: unimilter keygen -o /etc/unimilter/keys works right after install"
 echo "ok: all components together: $(wc -l <<<"$all") files, DESTDIR honoured"
 echo "PASS: install layout"
