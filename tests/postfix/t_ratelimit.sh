@@ -29,9 +29,14 @@
 #      next message is answered in under 2 s all the same (the notice waits in the submit
 #      queue's thread, never in a milter thread); an smtp-sink started on the relay port
 #      afterwards receives the notice at the daemon's next attempt (result=sent attempts=2);
-#   2. from phase 2 on the relay is the real Postfix instance's port 25 service: bob's
-#      notice (he crosses in phase 2) goes through Postfix (from=<>) to the sink, with the
-#      sender, count and limit in it.
+#   2. in phase 2 the relay is the real Postfix instance's port 25 service: bob's notice
+#      (he crosses in phase 2) goes through Postfix (from=<>) to the sink, with the sender,
+#      count and limit in it;
+#   3. in phase 3 the relay is Postfix's submission port with STARTTLS (a self-signed
+#      certificate for IP 127.0.0.1, trusted through submit.ca_file) and Cyrus SASL:
+#      starttls "always", user notifier, submit.password_file (0600, the daemon's user);
+#      the local sender's notice arrives, Postfix logged the TLS session and
+#      sasl_username=notifier@unimilter.test, and the password is nowhere in the daemon log.
 # At the end every message is accounted for: delivered recipients (sink X-Rcpt-Args lines),
 # held, or refused with a 4xx to the SMTP client / sendmail; nothing else in any queue.
 #
@@ -80,6 +85,8 @@ T0=$SECONDS
 cleanup() {
     local rc=$?
     pf_kill_job "$UM_PID"
+    pf_kill_job "${NOTICE_SINK_PID:-}"
+    pf_kill_job "${BLACKHOLE_PID:-}"
     pf_teardown
     exit "$rc"
 }
@@ -107,7 +114,7 @@ REALM=unimilter.test
 SASLDIR=$PF_CONF/sasl
 mkdir -p "$SASLDIR"
 chmod 0755 "$SASLDIR"
-for u in alice bob carol; do
+for u in alice bob carol notifier; do
     echo "pw-$u" | saslpasswd2 -c -p -f "$SASLDIR/sasldb2" -u "$REALM" "$u" ||
         fail "saslpasswd2 failed for $u"
 done
@@ -153,7 +160,7 @@ ratelimit = {
     overrides = ( { sender = "sasl:carol@$REALM"; exempt = true; } );
     notify = { mail_to = "ops@x.test"; };
 };
-submit = { relay = "smtp://127.0.0.1:$NOTICE_RELAY_PORT"; timeout = 3; };
+submit = { relay = "smtp://127.0.0.1:$NOTICE_RELAY_PORT"; timeout = 3; $NOTICE_SUBMIT_EXTRA };
 authserv_id = "mta.unimilter.test";
 dns = { servers = ["127.0.0.1@$NOTICE_DNS_PORT"]; timeout = 1; };
 reports = { history_file = ""; };
@@ -243,7 +250,7 @@ NOTICE_DIR=$PF_DIR/notice-sink
 mkdir -p "$NOTICE_DIR"
 chown nobody: "$NOTICE_DIR"
 NOTICE_SINK_PID=
-trap 'pf_kill_job "$NOTICE_SINK_PID"; pf_kill_job "$BLACKHOLE_PID"; cleanup' EXIT
+NOTICE_SUBMIT_EXTRA=
 # The dead relay: listens, never accepts, never says a word.
 /usr/bin/python3 -c 'import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -378,6 +385,23 @@ grep -q '^From: unimilter <MAILER-DAEMON@mta.unimilter.test>' "$nf" || fail "not
 ok "notice: bob's went through Postfix (from=<>) to the sink: $(grep "^$NOTICE_SUBJECT" "$nf")"
 
 # ======== 3. local submission: sendmail run as nobody, key uid first
+# Notices now go to the submission port: STARTTLS required (certificate checked against our
+# CA file) and SMTP AUTH as notifier.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$PF_CONF/tls.key" -out "$PF_CONF/tls.crt" \
+    >"$PF_DIR/openssl.log" 2>&1 || fail "openssl: $(cat "$PF_DIR/openssl.log")"
+chown root:postfix "$PF_CONF/tls.key"
+chmod 0640 "$PF_CONF/tls.key"
+"$PF_POSTCONF" -c "$PF_CONF" -M "tlsmgr/unix=tlsmgr unix - - n 1000? 1 tlsmgr"
+"$PF_POSTCONF" -c "$PF_CONF" -P "$PF_SUBMISSION_PORT/inet/smtpd_tls_security_level=may"
+pf_postconf "smtpd_tls_cert_file=$PF_CONF/tls.crt" "smtpd_tls_key_file=$PF_CONF/tls.key" \
+    smtpd_tls_loglevel=1
+NOTICE_PW=pw-notifier
+printf '%s\n' "$NOTICE_PW" >"$PF_DIR/notice.pw"
+chown nobody "$PF_DIR/notice.pw" # re-read at reload, after the daemon became nobody
+chmod 0600 "$PF_DIR/notice.pw"
+NOTICE_RELAY_PORT=$PF_SUBMISSION_PORT
+NOTICE_SUBMIT_EXTRA="starttls = \"always\"; ca_file = \"$PF_CONF/tls.crt\"; user = \"notifier@$REALM\"; password_file = \"$PF_DIR/notice.pw\";"
 NOBODY_UID=$(id -u nobody)
 SYS_ETC=$PF_DIR/system-etc-postfix
 [[ -d /etc/postfix ]] || fail "/etc/postfix missing: is the postfix package installed?"
@@ -437,6 +461,23 @@ n=$(grep -c '"queue_name": "maildrop".*"address": "l4@x.test"' "$PF_DIR/queue.js
 ((n == 1)) || fail "the tempfailed local message is not (once) in the maildrop queue: $(cat "$PF_DIR/queue.json")"
 wait_sink_rcpts "$WANT_DELIVERED" 5
 pf_log_grep -q 'bounce|sender non-delivery notification' && fail "Postfix bounced something: $(pf_log_grep 'bounce|non-delivery')"
+# The local sender's notice went over STARTTLS + AUTH to the submission port.
+nf=
+for ((i = 0; i < 100; i++)); do
+    nf=$(grep -l "^$NOTICE_SUBJECT: sender:www@example.org" $(pf_sink_files) /dev/null 2>/dev/null | head -n1 || true)
+    [[ -n "$nf" ]] && break
+    "$PF_POSTQUEUE" -c "$PF_CONF" -f >/dev/null 2>&1 || true
+    sleep 0.2
+done
+[[ -n "$nf" ]] || fail "the local sender's notice (STARTTLS + AUTH) did not reach the sink"
+pf_log_grep -q "sasl_method=PLAIN, sasl_username=notifier@$REALM" ||
+    pf_log_grep -q "sasl_username=notifier@$REALM" || fail "Postfix did not log notifier's SASL login"
+pf_log_grep -q 'TLS connection established from [a-z]+\[127\.0\.0\.1\]' ||
+    fail "Postfix logged no TLS session for the notice"
+pf_log_grep -q 'submission/smtpd.*disconnect from .* ehlo=2 starttls=1 auth=1 mail=1 rcpt=1 data=1 quit=1' ||
+    fail "no submission session with EHLO, STARTTLS, AUTH, one message in the Postfix log"
+grep -q "$NOTICE_PW" "$UM_LOG" && fail "the AUTH password is in the daemon log"
+ok "notice: STARTTLS (always, CA-checked) + AUTH as notifier to the submission port: $(pf_log_grep 'TLS connection established from' | tail -n1 | sed 's/.*: //')"
 ok "local: tempfail at end of message -> Postfix keeps it in maildrop (postqueue -j queue_name=maildrop), sendmail exit 0, no bounce"
 
 # action hold: the next local message triggers pickup, which retries the maildrop file too;
