@@ -10,6 +10,7 @@
  * "mode.rules.[].field" in the table. Work is linear in the size of the file.
  */
 #include "config.h"
+#include "fileperm.h"
 #include "ratelimit.h"
 #include "senderkey.h"
 
@@ -222,7 +223,9 @@ static const struct cfg_item cfg_schema[] = {
      "Who hears about a sender over the limit, once per episode."},
     {"ratelimit.notify.command", CFG_OSTRING, RL(notify_command), 0, 0, 0, NULL, "",
      "Program run with the details in its environment (UM_SENDER, UM_COUNT, UM_LIMIT, "
-     "UM_WINDOW, UM_CLIENT_IP, UM_RCPTS) (empty: none)."},
+     "UM_WINDOW, UM_CLIENT_IP, UM_RCPTS) (empty: none). An absolute path, owned by root "
+     "(or the user unimilter starts as, when not root), not writable by group or others, nor the directories "
+     "above it."},
     {"ratelimit.notify.mail_to", CFG_OSTRING, RL(notify_mail_to), 0, 0, 0, NULL, "",
      "Address mailed with the details, through the submit settings (empty: none)."},
 
@@ -1026,6 +1029,63 @@ cfg_finish(struct cfg_ctx *ctx)
     return UM_OK;
 }
 
+/*
+ * The files @include brought in get the same check as the top file. libconfig 1.5 has no
+ * include hook, but it records each setting's file (one interned string per file): every
+ * file that contributed a setting is checked once, after the parse and before any of its
+ * settings is used. A file that contributed no setting changed nothing.
+ */
+struct cfg_inc {
+    const char *dir;      /* where libconfig resolved relative @include names */
+    const char *seen[32]; /* files already checked (libconfig's interned names) */
+    size_t nseen;
+};
+
+static enum um_status
+cfg_check_includes_in(const config_setting_t *s, const char *top, const struct um_fileperm *perm,
+                      struct cfg_inc *inc, struct um_error *err)
+{
+    const char *f = config_setting_source_file(s);
+    enum um_status st;
+    int n;
+
+    if (f != NULL && strcmp(f, top) != 0) {
+        bool seen = false;
+        for (size_t i = 0; i < inc->nseen && !seen; i++)
+            seen = inc->seen[i] == f;
+        if (!seen) {
+            char full[PATH_MAX];
+            /* libconfig keeps the name as written; it opened it under the include dir. */
+            if (f[0] != '/' && inc->dir != NULL) {
+                if ((size_t)snprintf(full, sizeof(full), "%s/%s", inc->dir, f) >= sizeof(full))
+                    return um_error_set(err, UM_EINVAL, "%s/%s: path too long", inc->dir, f);
+            } else if ((size_t)snprintf(full, sizeof(full), "%s", f) >= sizeof(full)) {
+                return um_error_set(err, UM_EINVAL, "%.64s...: path too long", f);
+            }
+            if ((st = um_fileperm_check_path(full, perm, err)) != UM_OK)
+                return st;
+            if (inc->nseen < sizeof(inc->seen) / sizeof(inc->seen[0]))
+                inc->seen[inc->nseen++] = f;
+        }
+    }
+    n = config_setting_length(s);
+    for (int i = 0; i < n && (config_setting_is_group(s) || config_setting_is_list(s)); i++)
+        if ((st = cfg_check_includes_in(config_setting_get_elem(s, (unsigned)i), top, perm, inc,
+                                        err))
+            != UM_OK)
+            return st;
+    return UM_OK;
+}
+
+static enum um_status
+cfg_check_includes(const config_setting_t *root, const char *top, const char *dir,
+                   const struct um_fileperm *perm, struct um_error *err)
+{
+    struct cfg_inc inc = {.dir = dir, .nseen = 0};
+
+    return cfg_check_includes_in(root, top, perm, &inc, err);
+}
+
 enum um_status
 um_config_load(const char *path, struct um_config **out, struct um_error *err)
 {
@@ -1035,6 +1095,7 @@ um_config_load(const char *path, struct um_config **out, struct um_error *err)
     enum um_status st;
     char dir[PATH_MAX];
     const char *slash;
+    struct um_fileperm perm;
     FILE *fp;
 
     *out = NULL;
@@ -1057,12 +1118,24 @@ um_config_load(const char *path, struct um_config **out, struct um_error *err)
         return st;
     }
 
+    /* Whoever can write the configuration decides, at the next start as root, which user we
+     * become and which programs we run: only root and we may (fileperm.h). */
+    um_fileperm_init(&perm, 022);
+    if ((st = um_fileperm_check_dirs(path, &perm, err)) != UM_OK) {
+        um_config_unref(cfg);
+        return st;
+    }
     fp = fopen(path, "r");
     if (fp == NULL) {
         char eb[128];
         int e = errno;
         um_config_unref(cfg);
         return um_error_set(err, UM_EIO, "%s: cannot open: %s", path, um_strerror(e, eb, sizeof(eb)));
+    }
+    if ((st = um_fileperm_check_fd(fileno(fp), path, &perm, err)) != UM_OK) {
+        (void)fclose(fp);
+        um_config_unref(cfg);
+        return st;
     }
     config_init(&cf);
     slash = strrchr(path, '/');
@@ -1076,7 +1149,7 @@ um_config_load(const char *path, struct um_config **out, struct um_error *err)
         const char *ef = config_error_file(&cf);
         st = um_error_set(err, UM_EINVAL, "%s:%d: syntax error: %s", ef != NULL ? ef : path,
                           config_error_line(&cf), config_error_text(&cf));
-    } else {
+    } else if ((st = cfg_check_includes(config_root_setting(&cf), path, ctx.dir, &perm, err)) == UM_OK) {
         st = cfg_walk_group(&ctx, config_root_setting(&cf), "", "", cfg);
         if (st == UM_OK)
             st = cfg_finish(&ctx);

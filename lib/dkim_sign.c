@@ -34,6 +34,7 @@
  */
 #define _DEFAULT_SOURCE /* explicit_bzero() is glibc/BSD, not POSIX */
 #include "dkim_sign.h"
+#include "fileperm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -368,6 +369,8 @@ um_dkim_sign_key_load(const struct um_dkim_sign_keyspec *spec, struct um_signer 
     enum um_status st;
     char ebuf[128];
     struct stat sb;
+    struct um_fileperm perm;
+    struct um_error perr = {0};
     unsigned char *buf = NULL;
     size_t len = 0;
     int fd;
@@ -377,6 +380,12 @@ um_dkim_sign_key_load(const struct um_dkim_sign_keyspec *spec, struct um_signer 
         return st;
     if (spec->path == NULL || spec->path[0] == '\0')
         return um_error_set(err, UM_EINVAL, "dkim key \"%s\": no key file", spec->name);
+    /* Keys: no group or other access; root, the run user or we may own them and the
+     * directories on the way (fileperm.h). */
+    um_fileperm_init(&perm, 077);
+    um_fileperm_add_owner(&perm, spec->allowed_uid);
+    if ((st = um_fileperm_check_dirs(spec->path, &perm, &perr)) != UM_OK)
+        return um_error_set(err, st, "dkim key \"%s\": %s", spec->name, perr.msg);
     /* O_NONBLOCK: a FIFO put in place of a key must not hang the config check. */
     fd = open(spec->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
@@ -390,22 +399,8 @@ um_dkim_sign_key_load(const struct um_dkim_sign_keyspec *spec, struct um_signer 
                           spec->path, um_strerror(errno, ebuf, sizeof(ebuf)));
         goto out;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        st = um_error_set(err, UM_EINVAL, "dkim key \"%s\": %s is not a regular file", spec->name,
-                          spec->path);
-        goto out;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        st = um_error_set(err, UM_EINVAL,
-                          "dkim key \"%s\": %s has mode %04o; group or other access is refused "
-                          "(chmod 600)",
-                          spec->name, spec->path, (unsigned)(sb.st_mode & 07777));
-        goto out;
-    }
-    if (sb.st_uid != 0 && sb.st_uid != spec->allowed_uid) {
-        st = um_error_set(err, UM_EINVAL, "dkim key \"%s\": %s is owned by uid %lu, not root or uid %lu",
-                          spec->name, spec->path, (unsigned long)sb.st_uid,
-                          (unsigned long)spec->allowed_uid);
+    if ((st = um_fileperm_check_fd(fd, spec->path, &perm, &perr)) != UM_OK) {
+        st = um_error_set(err, st, "dkim key \"%s\": %s", spec->name, perr.msg);
         goto out;
     }
     if (sb.st_size <= 0 || sb.st_size > UM_DKIM_SIGN_MAX_KEYFILE) {

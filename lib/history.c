@@ -33,11 +33,14 @@
 #include "history.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
@@ -593,6 +596,17 @@ history_db_open(struct um_history *h, struct um_error *err)
     const char *mode = "";
     int version = -1;
 
+    /* Every inbound sender's IP and domain: the file is created 0600 whatever the umask, and
+     * SQLite gives the -wal and -shm files it creates the database file's mode. An existing
+     * file keeps its mode (the operator's choice). An empty file is a new database to
+     * SQLite. URIs ("file:...") are the caller's business. */
+    if (strncmp(h->path, "file:", 5) != 0) {
+        int fd = open(h->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            (void)fchmod(fd, 0600); /* O_CREAT's mode passes through umask: only fewer bits */
+            (void)close(fd);
+        }
+    }
     if (sqlite3_open_v2(h->path, &h->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL)
         != SQLITE_OK)

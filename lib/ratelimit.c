@@ -51,7 +51,11 @@
  *   n        = 1*6DIGIT                            ; <= UM_RATELIMIT_MAX_LIMIT
  *   ts, count = 1*10DIGIT                          ; ts <= 4294967295
  * Keys are unique within a file; count is the number of records.  The loader parses the
- * whole file into memory before touching the limiter, so a corrupt file changes nothing.
+ * whole file into memory before touching the limiter.  A damaged file (a line cut short, a
+ * bad record, garbage, a second record for a key, no end line, a wrong count) keeps the
+ * records before the first damaged line, because each line is a complete record: losing
+ * every count because the tail was lost would let every sender start over.  Nothing after
+ * the damage is trusted (a record there may be misaligned garbage that happens to parse).
  */
 #include "ratelimit.h"
 
@@ -1302,6 +1306,7 @@ struct rl_rec {
 struct rl_recs {
     struct rl_rec *v;
     size_t n, cap;
+    bool n_bad_last; /* v[n - 1] is a record that failed to parse */
 };
 
 static void
@@ -1487,35 +1492,62 @@ rl_parse_append(const char *line, size_t lineno, struct rl_recs *recs, const cha
     return UM_OK;
 }
 
-static enum um_status
-rl_check_dups(struct rl_recs *recs, const char *path, struct um_error *err)
+static int
+rl_rec_line_cmp(const void *a, const void *b)
 {
-    char q[64];
+    const struct rl_rec *x = a, *y = b;
 
-    if (recs->n < 2)
-        return UM_OK;
-    qsort(recs->v, recs->n, sizeof(*recs->v), rl_rec_cmp);
-    for (size_t i = 1; i < recs->n; i++) {
-        const struct rl_rec *a = &recs->v[i - 1], *b = &recs->v[i];
-        if (rl_bytes_cmp(a->key, a->key_len, b->key, b->key_len) == 0) {
-            return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: duplicate key \"%s\"", path,
-                           b->line, rl_quote(b->key, b->key_len, q, sizeof(q)));
-        }
-    }
-    return UM_OK;
+    return x->line < y->line ? -1 : x->line > y->line ? 1 : 0;
 }
 
-/* Reads and checks the whole file; the caller frees *recs either way. */
+/* Among the first *good records (in line order): a key seen twice is damage at the line of
+ * its second record; *good shrinks to the records before the first such line, which is
+ * returned (0: no duplicate). The records stay in line order. */
+static size_t
+rl_check_dups(struct rl_recs *recs, size_t *good)
+{
+    size_t dup_line = 0;
+
+    if (*good < 2)
+        return 0;
+    qsort(recs->v, *good, sizeof(*recs->v), rl_rec_cmp);
+    for (size_t i = 1; i < *good; i++) {
+        const struct rl_rec *a = &recs->v[i - 1], *b = &recs->v[i];
+        if (rl_bytes_cmp(a->key, a->key_len, b->key, b->key_len) == 0
+            && (dup_line == 0 || b->line < dup_line))
+            dup_line = b->line; /* rl_rec_cmp puts the earlier line first */
+    }
+    qsort(recs->v, *good, sizeof(*recs->v), rl_rec_line_cmp);
+    if (dup_line != 0) {
+        size_t k = 0;
+        while (k < *good && recs->v[k].line < dup_line)
+            k++;
+        *good = k;
+    }
+    return dup_line;
+}
+
+/*
+ * Reads and checks the whole file; the caller frees *recs either way. *good is how many of
+ * recs (in line order) are sound and come before any damage: all of them when the file is
+ * whole (UM_OK); those before the first bad line when it is damaged (UM_EINVAL, or UM_EIO
+ * for a read error; err says the line and why); 0 when nothing can be trusted (not a
+ * snapshot, another version, out of memory).
+ */
 static enum um_status
-rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, struct um_error *err)
+rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, size_t *good, bool *partial,
+              struct um_error *err)
 {
     char *line = NULL;
-    size_t lcap = 0, lineno = 0;
+    size_t lcap = 0, lineno = 0, dup_line;
     ssize_t len;
     bool ended = false;
     const char *why = NULL;
     enum um_status st = UM_OK;
+    char q[64];
 
+    *good = 0;
+    *partial = false;
     while (st == UM_OK && why == NULL && (len = getline(&line, &lcap, f)) >= 0) {
         lineno++;
         if (len == 0 || line[len - 1] != '\n')
@@ -1529,12 +1561,22 @@ rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, struct um_error *
         else if (strncmp(line, "end ", 4) == 0)
             ended =
                 (st = rl_parse_end(line, lineno, recs, path, &why, err)) == UM_OK && why == NULL;
-        else
-            st = rl_parse_append(line, lineno, recs, &why, err);
+        else if ((st = rl_parse_append(line, lineno, recs, &why, err)) == UM_OK && why != NULL)
+            recs->n_bad_last = true; /* the bad record is in recs (to be freed), not sound */
     }
     free(line);
+    if (st == UM_ENOMEM || (lineno <= 1 && st != UM_OK))
+        return st; /* nothing to trust */
+    *good = recs->n - (recs->n_bad_last ? 1 : 0);
+    *partial = lineno > 1; /* the header was sound: damage, if any, comes after it */
+    /* A duplicate key lies before any damage found so far: the damage starts there. */
+    if ((dup_line = rl_check_dups(recs, good)) != 0) {
+        const struct rl_rec *d = &recs->v[*good];
+        return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: duplicate key \"%s\"", path,
+                       dup_line, rl_quote(d->key, d->key_len, q, sizeof(q)));
+    }
     if (st != UM_OK)
-        return st;
+        return st; /* the end line's count (err set by rl_parse_end) */
     if (why == NULL && ferror(f)) {
         char eb[128];
         return RL_FAIL(err, UM_EIO, "ratelimit: %s: read: %s", path,
@@ -1548,15 +1590,7 @@ rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, struct um_error *
         return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: truncated (no end line)", path,
                        lineno + 1);
     }
-    return rl_check_dups(recs, path, err);
-}
-
-static int
-rl_rec_line_cmp(const void *a, const void *b)
-{
-    const struct rl_rec *x = a, *y = b;
-
-    return x->line < y->line ? -1 : x->line > y->line ? 1 : 0;
+    return UM_OK;
 }
 
 /* Merges one record into the limiter under its shard lock.  Returns false on ENOMEM. */
@@ -1648,7 +1682,8 @@ um_ratelimit_load(struct um_ratelimit *rl, const char *path, int64_t now, size_t
 {
     struct rl_recs recs = {0};
     enum um_status st;
-    size_t count = 0;
+    size_t count = 0, good = 0;
+    bool partial = false;
     FILE *f;
 
     if (loaded != NULL)
@@ -1661,20 +1696,23 @@ um_ratelimit_load(struct um_ratelimit *rl, const char *path, int64_t now, size_t
             return UM_OK;
         return rl_io_error(err, path, "open", errno);
     }
-    st = rl_parse_file(f, path, &recs, err);
+    st = rl_parse_file(f, path, &recs, &good, &partial, err);
     (void)fclose(f);
-    if (st == UM_OK) {
-        if (recs.n > 1)
-            qsort(recs.v, recs.n, sizeof(*recs.v), rl_rec_line_cmp);
-        for (size_t i = 0; i < recs.n; i++) {
-            bool applied;
-            if (!rl_apply(rl, &recs.v[i], (uint32_t)now, &applied)) {
-                st = RL_FAIL(err, UM_ENOMEM, "ratelimit: %s: out of memory after %zu keys", path,
-                             count);
-                break;
-            }
-            count += applied ? 1 : 0;
+    /* A damaged file (a crash mid-write on a filesystem that lost the rename's order, a
+     * disk error, an editor): what precedes the damage is sound, so it is kept. */
+    for (size_t i = 0; i < good; i++) {
+        bool applied;
+        if (!rl_apply(rl, &recs.v[i], (uint32_t)now, &applied)) {
+            st = RL_FAIL(err, UM_ENOMEM, "ratelimit: %s: out of memory after %zu keys", path,
+                         count);
+            break;
         }
+        count += applied ? 1 : 0;
+    }
+    if (partial && (st == UM_EINVAL || st == UM_EIO)) {
+        char why[sizeof(err->msg)];
+        (void)snprintf(why, sizeof(why), "%s", err != NULL ? err->msg : "");
+        st = RL_FAIL(err, st, "%s; the %zu record(s) before it kept", why, good);
     }
     rl_recs_free(&recs);
     if (loaded != NULL)

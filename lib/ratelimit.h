@@ -240,9 +240,11 @@ void um_ratelimit_totals(struct um_ratelimit *rl, struct um_ratelimit_totals *t)
  * load reads path (a missing file is UM_OK: first start), drops entries no longer inside
  * the window at now, and merges the rest into the limiter (union of timestamps, newest kept;
  * the current policy sizes the rings, so set the policy first).  The file is parsed
- * completely before anything is applied: a corrupt file is UM_EINVAL
- * "ratelimit: PATH: line N: why" and changes nothing.  *loaded (may be NULL) counts the
- * keys restored.
+ * completely before anything is applied.  A damaged file is UM_EINVAL (UM_EIO for a read
+ * error) "ratelimit: PATH: line N: why; the K record(s) before it kept": the K records
+ * before the first damaged line are applied all the same.  A file that is not a version 1
+ * snapshot at all is UM_EINVAL "ratelimit: PATH: line 1: why" and changes nothing.
+ * *loaded (may be NULL) counts the keys restored, also when the file was damaged.
  */
 UM_NODISCARD enum um_status um_ratelimit_save(struct um_ratelimit *rl, const char *path,
                                               int64_t now, struct um_error *err);

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -891,17 +892,29 @@ report_write_file(struct report_run *r, const char *fname, const struct um_buf *
                   struct um_error *err)
 {
     char path[4096], eb[128];
-    FILE *f;
+    FILE *f = NULL;
+    int fd;
 
     (void)snprintf(path, sizeof(path), "%s/%s", r->o->dry_run_dir, fname);
-    if ((f = fopen(path, "wbx")) == NULL && errno == EEXIST)
-        f = fopen(path, "wb");
-    if (f == NULL || fwrite(gz->p, 1, gz->len, f) != gz->len || fclose(f) != 0) {
+    /* The report names sender IPs: 0600 like the history it comes from, whatever the umask
+     * and whatever mode an earlier file of the same name had. */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0 && (fchmod(fd, 0600) != 0 || (f = fdopen(fd, "wb")) == NULL)) {
         int e = errno;
-        if (f != NULL)
-            (void)fclose(f);
+        (void)close(fd);
         return um_error_set(err, UM_EIO, "report: %s: %s", path, um_strerror(e, eb, sizeof(eb)));
     }
+    if (f == NULL)
+        return um_error_set(err, UM_EIO, "report: %s: %s", path,
+                            um_strerror(errno, eb, sizeof(eb)));
+    if (fwrite(gz->p, 1, gz->len, f) != gz->len) {
+        int e = errno;
+        (void)fclose(f);
+        return um_error_set(err, UM_EIO, "report: %s: %s", path, um_strerror(e, eb, sizeof(eb)));
+    }
+    if (fclose(f) != 0) /* once only, even when it fails */
+        return um_error_set(err, UM_EIO, "report: %s: %s", path,
+                            um_strerror(errno, eb, sizeof(eb)));
     return UM_OK;
 }
 

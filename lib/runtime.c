@@ -9,6 +9,7 @@
  */
 #define _DEFAULT_SOURCE /* explicit_bzero() is glibc/BSD, not POSIX */
 #include "runtime.h"
+#include "fileperm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,41 @@ rt_build_submit(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
     return UM_OK;
 }
 
+/* The programs the daemon runs (fileperm.h): whoever could write one would run code as us.
+ * Owned by root or by us, not writable by group or others, nor the directories on the way. */
+static enum um_status
+rt_check_program(const struct um_config *cfg, const char *setting, const char *prog,
+                 struct um_error *err)
+{
+    struct um_fileperm perm;
+    struct um_error e = {0};
+
+    um_fileperm_init(&perm, 022);
+    if (prog[0] != '/')
+        return um_error_set(err, UM_EINVAL, "%s: %s: \"%s\" is not an absolute path", cfg->path,
+                            setting, prog);
+    if (um_fileperm_check_path(prog, &perm, &e) != UM_OK)
+        return um_error_set(err, e.code, "%s: %s: %s", cfg->path, setting, e.msg);
+    return UM_OK;
+}
+
+static enum um_status
+rt_check_programs(const struct um_config *cfg, struct um_error *err)
+{
+    enum um_status st;
+
+    if (cfg->ratelimit.notify_command != NULL
+        && (st = rt_check_program(cfg, "ratelimit.notify.command", cfg->ratelimit.notify_command,
+                                  err))
+               != UM_OK)
+        return st;
+    if (cfg->ratelimit.notify_mail_to != NULL && cfg->submit.via == 1
+        && cfg->submit.sendmail != NULL
+        && (st = rt_check_program(cfg, "submit.sendmail", cfg->submit.sendmail, err)) != UM_OK)
+        return st;
+    return UM_OK;
+}
+
 enum um_status
 um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_dns *dns,
                  struct um_runtime **out, struct um_error *err)
@@ -183,7 +219,9 @@ um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_dns *dns,
         return um_error_set(err, UM_ENOMEM, "out of memory");
     atomic_init(&rt->refs, 1);
     rt->cfg = um_config_ref(cfg);
-    st = rt_build_signing(rt, key_uid, err);
+    st = rt_check_programs(cfg, err);
+    if (st == UM_OK)
+        st = rt_build_signing(rt, key_uid, err);
     if (st == UM_OK)
         st = rt_build_submit(rt, key_uid, err);
     if (st == UM_OK)

@@ -18,6 +18,7 @@
  */
 #define _DEFAULT_SOURCE /* explicit_bzero() is glibc/BSD, not POSIX */
 #include "submit.h"
+#include "fileperm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -262,7 +263,6 @@ um_submit_password_read(const char *path, uid_t allowed_uid, char **out, struct 
 {
     char buf[UM_SUBMIT_MAX_PASSWORD + 2], eb[128];
     enum um_status st = UM_OK;
-    struct stat sb;
     ssize_t n;
     size_t len;
     int fd;
@@ -275,19 +275,15 @@ um_submit_password_read(const char *path, uid_t allowed_uid, char **out, struct 
         return um_error_set(err, e == ENOENT ? UM_ENOENT : UM_EIO, "cannot open %s: %s", path,
                             um_strerror(e, eb, sizeof(eb)));
     }
-    /* XXX the same rules as lib/dkim_sign.c's key files; one shared checker is coming. */
-    if (fstat(fd, &sb) != 0) {
-        st = um_error_set(err, UM_EIO, "cannot stat %s: %s", path,
-                          um_strerror(errno, eb, sizeof(eb)));
-    } else if (!S_ISREG(sb.st_mode)) {
-        st = um_error_set(err, UM_EINVAL, "%s is not a regular file", path);
-    } else if ((sb.st_mode & 077) != 0) {
-        st = um_error_set(err, UM_EINVAL,
-                          "%s has mode %04o; group or other access is refused (chmod 600)", path,
-                          (unsigned)(sb.st_mode & 07777));
-    } else if (sb.st_uid != 0 && sb.st_uid != allowed_uid) {
-        st = um_error_set(err, UM_EINVAL, "%s is owned by uid %lu, not root or uid %lu", path,
-                          (unsigned long)sb.st_uid, (unsigned long)allowed_uid);
+    /* The same rules as the DKIM keys (fileperm.h): no group or other access, owned by root
+     * or allowed_uid, and the directories on the way not writable by others. */
+    {
+        struct um_fileperm perm;
+        um_fileperm_init(&perm, 077);
+        um_fileperm_add_owner(&perm, allowed_uid);
+        st = um_fileperm_check_dirs(path, &perm, err);
+        if (st == UM_OK)
+            st = um_fileperm_check_fd(fd, path, &perm, err);
     }
     if (st != UM_OK) {
         close(fd);

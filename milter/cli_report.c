@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "dns.h"
+#include "fileperm.h"
 #include "history.h"
 #include "report.h"
 #include "submit.h"
@@ -217,6 +218,20 @@ um_cli_report(int argc, char **argv)
         goto out;
     }
     o.dns_arg = dns;
+    /* The report job usually runs as root: the program it hands mail to must be as
+     * trustworthy as the configuration (lib/fileperm.h). */
+    if (o.dry_run_dir == NULL && (o.submit == NULL || o.submit->via == UM_SUBMIT_VIA_SENDMAIL)) {
+        struct um_fileperm perm;
+        const char *prog = o.submit != NULL && o.submit->sendmail != NULL
+                               ? o.submit->sendmail
+                               : UM_REPORT_SENDMAIL_DEFAULT;
+        um_fileperm_init(&perm, 022);
+        if (um_fileperm_check_path(prog, &perm, &err) != UM_OK) {
+            fprintf(stderr, "unimilter: report: %s: %s\n",
+                    sendmail != NULL ? "--sendmail" : "submit.sendmail", err.msg);
+            goto out;
+        }
+    }
     if (um_report_run(&o, &st, &err) != UM_OK) {
         fprintf(stderr, "unimilter: report: %s\n", err.msg);
         goto out;

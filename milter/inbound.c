@@ -8,6 +8,14 @@
  * our own SPF and DKIM results (never from headers anyone else wrote), one A-R header goes
  * to the top, every forged one is deleted from the highest index down (deleting in forward
  * order shifts the indices: OpenDKIM's CVE-2022-48521), and the policy decides.
+ *
+ * Forged A-R headers: there is no cap on how many are removed. Which A-R headers are ours to
+ * delete is kept as one bit per A-R header seen (bit i: the header smfi_chgheader() calls
+ * index i+1, indices counting only headers of that name), grown by doubling, so the cost is
+ * bounded by what the MTA lets through (Postfix: header_size_limit per header and
+ * message_size_limit in all, ~330,000 minimal A-R headers in 10 MB, a 41 KB bitmap). If
+ * the bitmap cannot grow, or the MTA refuses a deletion, the message is tempfailed: it is
+ * never passed on with a forged header still in it.
  */
 #define _GNU_SOURCE /* asprintf */
 #include "inbound.h"
@@ -19,8 +27,9 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <stdint.h>
+
 #define UM_IB_MAX_FROM 8
-#define UM_IB_MAX_FORGED 64
 
 static struct um_str
 ib_str(const char *s)
@@ -85,6 +94,49 @@ ib_dkim_fail(struct conn_ctx *cc, const char *why)
     cc->msg.dkv_failed = true;
 }
 
+/* Marks the A-R header just counted (index m->nar_seen) as forged; false when it cannot be
+ * recorded (no memory, or an index smfi_chgheader cannot express). */
+static bool
+ib_forged_mark(struct msg_ctx *m)
+{
+    size_t bit = m->nar_seen - 1;
+
+    if (m->nar_seen > INT32_MAX)
+        return false;
+    if (bit / 8 >= m->ar_forged_cap) {
+        size_t cap = m->ar_forged_cap != 0 ? m->ar_forged_cap : 16;
+        unsigned char *nb;
+        while (bit / 8 >= cap)
+            cap *= 2;
+        nb = realloc(m->ar_forged, cap);
+        if (nb == NULL)
+            return false;
+        memset(nb + m->ar_forged_cap, 0, cap - m->ar_forged_cap);
+        m->ar_forged = nb;
+        m->ar_forged_cap = cap;
+    }
+    m->ar_forged[bit / 8] |= (unsigned char)(1u << (bit % 8));
+    m->nar_forged++;
+    return true;
+}
+
+/* Tempfails the message (a forged header could not be removed); logs once why. */
+static sfsistat
+ib_tempfail(SMFICTX *ctx, struct conn_ctx *cc, const char *why)
+{
+    struct um_logline l;
+
+    um_logline_init(&l, cc->sess, "tempfail");
+    if (cc->msg.qid != NULL)
+        um_logline_str(&l, "qid", cc->msg.qid);
+    um_logline_str(&l, "stage", "eom");
+    um_logline_str(&l, "reason", why);
+    um_log_emit(&cc->d->log, UM_LOG_ERR, &l);
+    (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.0"),
+                        MSTR("unimilter: temporary local problem, try again later"));
+    return SMFIS_TEMPFAIL;
+}
+
 void
 ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value)
 {
@@ -94,14 +146,8 @@ ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
     (void)ctx;
     if (strcasecmp(name, "Authentication-Results") == 0) {
         m->nar_seen++;
-        if (um_authres_is_ours(ib_str(value), cc->cfg->authserv_id)
-            && m->nar_forged < UM_IB_MAX_FORGED) {
-            int *nf = realloc(m->ar_forged, (m->nar_forged + 1) * sizeof(*nf));
-            if (nf != NULL) {
-                m->ar_forged = nf;
-                m->ar_forged[m->nar_forged++] = (int)m->nar_seen;
-            }
-        }
+        if (um_authres_is_ours(ib_str(value), cc->cfg->authserv_id) && !ib_forged_mark(m))
+            m->ar_lost = true;
     }
     if (strcasecmp(name, "From") == 0) {
         m->nfrom_seen++;
@@ -457,6 +503,8 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
     sfsistat rc = SMFIS_CONTINUE;
 
     memset(&o, 0, sizeof(o));
+    if (m->ar_lost)
+        return ib_tempfail(ctx, cc, "out of memory recording forged Authentication-Results");
     if (m->dkv != NULL) {
         if (um_dkim_verify_end(m->dkv, &o.dkim, &err) == UM_OK)
             o.have_dkim = true;
@@ -511,10 +559,12 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
     ib_decide(cc, &o);
 
     /* Forged Authentication-Results claiming our authserv-id: all of them, highest first. */
-    for (size_t i = m->nar_forged; i > 0; i--) {
-        if (smfi_chgheader(ctx, MSTR("Authentication-Results"), m->ar_forged[i - 1], NULL)
-            != MI_SUCCESS)
-            um_log_msg(&cc->d->log, UM_LOG_ERR, "authres", "could not remove a forged header");
+    for (size_t i = m->nar_seen; i > 0 && m->nar_forged > 0; i--) {
+        if ((i - 1) / 8 >= m->ar_forged_cap
+            || (m->ar_forged[(i - 1) / 8] & (1u << ((i - 1) % 8))) == 0)
+            continue;
+        if (smfi_chgheader(ctx, MSTR("Authentication-Results"), (int)i, NULL) != MI_SUCCESS)
+            return ib_tempfail(ctx, cc, "the MTA refused to remove a forged Authentication-Results");
     }
     ib_authres(cc, &o, &arval);
     if (arval != NULL) {

@@ -373,7 +373,9 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
                               &err)
             != UM_OK)
             um_log_msg(&d->log, UM_LOG_ERR, "ratelimit",
-                       "saved counts not loaded, starting from zero: %s", err.msg);
+                       "saved counts damaged, loaded counts of %zu sender(s) from before the "
+                       "damage: %s",
+                       loaded, err.msg);
         else
             um_log_msg(&d->log, UM_LOG_INFO, "ratelimit", "loaded counts of %zu sender(s) from %s",
                        loaded, cfg->ratelimit.state_file);

@@ -49,9 +49,11 @@ struct msg_ctx {
     bool dkv_failed;
     char **from;          /* From header values (at most UM_IB_MAX_FROM kept) */
     size_t nfrom, nfrom_seen;
-    int *ar_forged;       /* 1-based indices of A-R headers claiming our authserv-id */
-    size_t nar_forged;
-    unsigned nar_seen;
+    unsigned char *ar_forged; /* bit i set: the (i+1)th A-R header claims our authserv-id */
+    size_t ar_forged_cap;     /* bytes in ar_forged */
+    size_t nar_forged;        /* bits set */
+    size_t nar_seen;          /* A-R headers seen (their per-name 1-based index) */
+    bool ar_lost;             /* a forged one could not be recorded: tempfail at eom */
 
     /* outbound: rate limit */
     bool rl_on;            /* this message is counted */

@@ -18,9 +18,11 @@ need() {
 need miltertest
 
 T=$(mktemp -d /tmp/um-milter.XXXXXX)
-chmod 0755 "$T"
-# Like systemd's RuntimeDirectory=: the socket directory belongs to the user we drop to.
-[ "$(id -u)" = 0 ] && chown nobody "$T"
+# The daemon writes its sockets, state and history here after dropping to nobody, and reads
+# its configurations from here as root: a root-owned sticky directory (like /tmp) serves
+# both, since the daemon refuses a configuration in a directory another user owns or may
+# write without the sticky bit (lib/fileperm.h).
+chmod 1777 "$T"
 UM_PID=
 cleanup() {
     if [ -n "$UM_PID" ] && kill -0 "$UM_PID" 2>/dev/null; then

@@ -141,7 +141,7 @@ want_line 'wrong wrong1\._domainkey\.example\.com MISMATCH( \(.*\))?'
 want_line 'wrongtype wt1\._domainkey\.example\.com WRONG_TYPE( \(.*\))?'
 want_line 'revoked rev1\._domainkey\.example\.com REVOKED( \(.*\))?'
 want_line 'missing missing1\._domainkey\.example\.com NOT PUBLISHED'
-want_line "perms perm1\\._domainkey\\.example\\.com KEY ERROR \\(dkim key \"perms\": $K/example\\.com\\.perm1\\.pem has mode 0644; .*\\)"
+want_line "perms perm1\\._domainkey\\.example\\.com KEY ERROR \\(dkim key \"perms\": $K/example\\.com\\.perm1\\.pem is readable by group/others \\(mode 0644; chmod 600\\)\\)"
 want_line 'dead rsa1\._domainkey\.dead\.example DNS ERROR \(.*\)'
 [ "$(echo "$out" | wc -l)" = 8 ] || fail "check-keys printed other lines: $out"
 

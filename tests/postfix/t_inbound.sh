@@ -26,6 +26,9 @@
 #   3  spoof-quarantine p=quarantine, SPF softfail, unsigned -> hold queue, not delivered
 #   4  forged-ar       legitimate, carrying two A-R headers claiming mx.unimilter.test and
 #                      one from other.example -> exactly one of ours (fresh), other kept
+#   4b forged-many     legitimate, 500 junk A-R headers claiming mx.unimilter.test, then (last)
+#                      a forged "dkim=pass ... dmarc=pass header.from=bank.example" one -> all
+#                      501 removed (no cap), exactly one A-R left: ours
 #   5  servfail        SERVFAIL for _dmarc.<From domain> -> dmarc=temperror, delivered
 #   6  strict          From sub.strict (adkim=s aspf=s p=reject), SPF + DKIM pass for the
 #                      parent only -> not aligned -> 550
@@ -170,6 +173,14 @@ mk "$M/forged-ar.raw" --from "Alice <alice@pass.unimilter.example>" --subject fo
     --top "Authentication-Results: other.example; spf=pass smtp.mailfrom=pass.unimilter.example" \
     --header "Authentication-Results: (upstream said so) MX.Unimilter.TEST; dkim=pass header.d=pass.unimilter.example header.s=forged2"
 sign "$M/forged-ar.raw" "$M/forged-ar.eml" --key "$RSA_PASS"
+junk=()
+for ((i = 1; i <= 500; i++)); do
+    junk+=(--top "Authentication-Results: mx.unimilter.test; none (junk-$i)")
+done
+mk "$M/forged-many.raw" --from "Alice <alice@pass.unimilter.example>" --subject forged-many \
+    "${junk[@]}" \
+    --header "Authentication-Results: mx.unimilter.test; dkim=pass header.d=bank.example header.s=forged-last; dmarc=pass header.from=bank.example"
+sign "$M/forged-many.raw" "$M/forged-many.eml" --key "$RSA_PASS"
 mk "$M/servfail.raw" --from "Alice <alice@servfail.unimilter.example>" --subject servfail
 sign "$M/servfail.raw" "$M/servfail.eml" --key "rsa:$W/rsa.pem:servfail.unimilter.example:r2048"
 mk "$M/strict.raw" --from "CEO <ceo@sub.strict.unimilter.example>" --subject strict
@@ -179,7 +190,7 @@ sign "$M/relaxed.raw" "$M/relaxed.eml" --key "rsa:$W/rsa.pem:relaxed.unimilter.e
 mk "$M/two-from.eml" --from "Alice <alice@pass.unimilter.example>" --from "Mallory <m@reject.unimilter.example>" \
     --subject two-from
 mk "$M/spoof-none.eml" --from "CEO <ceo@none.unimilter.example>" --subject spoof-none
-for f in legit-dual:2 legit-dkim-only:1 forged-ar:1 servfail:1 strict:1 relaxed:1; do
+for f in legit-dual:2 legit-dkim-only:1 forged-ar:1 forged-many:1 servfail:1 strict:1 relaxed:1; do
     out=$("$PY" "$IB/dkimtool.py" verify "$DNS_PORT" "$M/${f%:*}.eml" 2>&1) ||
         fail "${f%:*}: python3-dkim does not verify its own signature against our DNS: $out"
     [[ $(grep -c ' pass$' <<<"$out") == "${f#*:}" ]] || fail "${f%:*}: want ${f#*:} signature(s): $out"
@@ -417,6 +428,21 @@ n=$(grep -c '^Authentication-Results: other\.example; spf=pass smtp\.mailfrom=pa
 ar_has forged-ar '^spf=pass ' '^dkim=pass .*header\.s=r2048( |$)' '^dmarc=pass '
 echo "ok: forged-ar: both forged mx.unimilter.test A-R gone, other.example kept, ours fresh"
 
+# --- 4b. forged Authentication-Results far beyond any cap, the dangerous one last
+send forged-many "$GOOD_IP" c4b@pass.unimilter.example
+((RC == 0)) || fail "forged-many: swaks exited $RC"
+verdict forged-many c4b@pass.unimilter.example
+delivered forged-many
+n=$(grep -ci '^Authentication-Results:' "$W/forged-many.hdrs" || true)
+((n == 1)) || fail "forged-many: $n Authentication-Results headers delivered, want 1 (ours); forged ones left: $(grep -iE 'bank\.example|junk-' "$W/forged-many.hdrs" | tail -n 2)"
+expect forged-many spf=pass dkim='pass.*' dmarc=pass ar.removed=501 action=accept
+ours forged-many
+check_placement forged-many
+! grep -qiE 'bank\.example|forged-last|junk-' "$W/forged-many.hdrs" ||
+    fail "forged-many: a forged A-R survived: $(grep -iE 'bank\.example|forged-last|junk-' "$W/forged-many.hdrs" | head -n 3)"
+ar_has forged-many '^dkim=pass .*header\.d=pass\.unimilter\.example' '^dmarc=pass .*header\.from=pass\.unimilter\.example'
+echo "ok: forged-many: all 501 forged mx.unimilter.test A-R gone (the bank.example one last), ours alone"
+
 # --- 5. SERVFAIL on _dmarc
 send servfail "$GOOD_IP" c5@servfail.unimilter.example
 ((RC == 0)) || fail "servfail: swaks exited $RC, want 0 (temperror_action accept)"
@@ -470,7 +496,7 @@ ar_has spoof-none '^spf=softfail .*smtp\.mailfrom=(c8@)?none\.unimilter\.example
 echo "ok: spoof-none: delivered, $AR"
 
 # ---- nothing else delivered or held; a clean stop
-want=(legit-dual legit-dkim-only legit-maildkim forged-ar servfail relaxed spoof-none)
+want=(legit-dual legit-dkim-only legit-maildkim forged-ar forged-many servfail relaxed spoof-none)
 sleep 0.5
 n=$(pf_sink_count)
 # shellcheck disable=SC2046 # file names made by smtp-sink: no spaces

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -393,6 +394,31 @@ test_newer_schema_refused(void **state)
     assert_non_null(strstr(err.msg, "schema version 99 is newer"));
 }
 
+/* Issue 12: the database and its -wal/-shm hold every sender's IP: 0600 under umask 022. */
+static void
+test_created_mode(void **state)
+{
+    struct tmp *t = *state;
+    struct um_history *h = NULL;
+    struct um_error err = {0};
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    mode_t old = umask(022);
+
+    if (um_history_open(t->db, 8, &h, &err) != UM_OK)
+        fail_msg("open: %s", err.msg);
+    for (size_t i = 0; i < 3; i++) {
+        char p[160];
+        struct stat sb;
+        snprintf(p, sizeof(p), "%s%s", t->db, sfx[i]);
+        if (stat(p, &sb) != 0)
+            fail_msg("%s was not created", p);
+        if ((sb.st_mode & 07777) != 0600)
+            fail_msg("%s: got mode %04o, want 0600", p, (unsigned)(sb.st_mode & 07777));
+    }
+    um_history_close(h, 1000, NULL);
+    umask(old);
+}
+
 static void
 test_bad_args(void **state)
 {
@@ -418,6 +444,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_close_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_created_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
     };

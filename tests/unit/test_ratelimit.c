@@ -809,65 +809,139 @@ static const struct {
     const char *text;
     size_t len;       /* 0: strlen */
     const char *want; /* after "ratelimit: PATH: " */
+    int kept;         /* records before the damage, kept (-1: not a snapshot, none) */
 } corrupt_cases[] = {
-    {"empty", "", 0, "empty file"},
-    {"wrong magic", "hello\n", 0, "line 1: not a unimilter rate-limit snapshot"},
-    {"version 2", "unimilter-ratelimit 2\nend 0\n", 0, "line 1: unsupported version 2 (want 1)"},
-    {"no end", "unimilter-ratelimit 1\nk - 1 100\n", 0, "line 3: truncated (no end line)"},
-    {"truncated line", "unimilter-ratelimit 1\nk - 1 10", 0, "line 2: truncated line (no newline)"},
+    {"empty", "", 0, "empty file", -1},
+    {"wrong magic", "hello\n", 0, "line 1: not a unimilter rate-limit snapshot", -1},
+    {"version 2", "unimilter-ratelimit 2\nend 0\n", 0, "line 1: unsupported version 2 (want 1)", -1},
+    {"no end", "unimilter-ratelimit 1\nk - 1 100\n", 0, "line 3: truncated (no end line)", 1},
+    {"truncated line", "unimilter-ratelimit 1\nk - 1 10", 0, "line 2: truncated line (no newline)", 0},
     {"end count wrong", "unimilter-ratelimit 1\nk - 1 100\nend 2\n", 0,
-     "line 3: end says 2 keys, found 1"},
+     "line 3: end says 2 keys, found 1", 1},
     {"data after end", "unimilter-ratelimit 1\nend 0\nk - 1 100\n", 0,
-     "line 3: data after the end line"},
-    {"bad timestamp", "unimilter-ratelimit 1\nk - 2 100 1x0\nend 1\n", 0, "line 2: bad timestamp"},
+     "line 3: data after the end line", 0},
+    {"bad timestamp", "unimilter-ratelimit 1\nk - 2 100 1x0\nend 1\n", 0, "line 2: bad timestamp", 0},
     {"timestamp overflow", "unimilter-ratelimit 1\nk - 1 4294967296\nend 1\n", 0,
-     "line 2: bad timestamp"},
+     "line 2: bad timestamp", 0},
     {"too few", "unimilter-ratelimit 1\nk - 3 100 101\nend 1\n", 0,
-     "line 2: fewer timestamps than the count"},
+     "line 2: fewer timestamps than the count", 0},
     {"too many", "unimilter-ratelimit 1\nk - 1 100 101\nend 1\n", 0,
-     "line 2: more timestamps than the count"},
+     "line 2: more timestamps than the count", 0},
     {"out of order", "unimilter-ratelimit 1\nk - 2 101 100\nend 1\n", 0,
-     "line 2: timestamps not in order"},
-    {"count too big", "unimilter-ratelimit 1\nk - 100001 1\nend 1\n", 0, "line 2: bad count"},
-    {"bad episode", "unimilter-ratelimit 1\nk x 1 100\nend 1\n", 0, "line 2: bad episode field"},
-    {"bad escape", "unimilter-ratelimit 1\nk%4 - 1 100\nend 1\n", 0, "line 2: bad %-escape in key"},
+     "line 2: timestamps not in order", 0},
+    {"count too big", "unimilter-ratelimit 1\nk - 100001 1\nend 1\n", 0, "line 2: bad count", 0},
+    {"bad episode", "unimilter-ratelimit 1\nk x 1 100\nend 1\n", 0, "line 2: bad episode field", 0},
+    {"bad escape", "unimilter-ratelimit 1\nk%4 - 1 100\nend 1\n", 0, "line 2: bad %-escape in key", 0},
     {"control byte in key", "unimilter-ratelimit 1\nk\x01 - 1 100\nend 1\n", 0,
-     "line 2: bad byte in key"},
-    {"empty key", "unimilter-ratelimit 1\n - 1 100\nend 1\n", 0, "line 2: empty key"},
-    {"double space", "unimilter-ratelimit 1\nk  - 1 100\nend 1\n", 0, "line 2: bad episode field"},
+     "line 2: bad byte in key", 0},
+    {"empty key", "unimilter-ratelimit 1\n - 1 100\nend 1\n", 0, "line 2: empty key", 0},
+    {"double space", "unimilter-ratelimit 1\nk  - 1 100\nend 1\n", 0, "line 2: bad episode field", 0},
     {"duplicate key, case", "unimilter-ratelimit 1\nk - 1 100\nj - 1 100\nK - 1 100\nend 3\n", 0,
-     "line 4: duplicate key \"k\""},
-    {"NUL byte", "unimilter-ratelimit 1\nk\0 - 1 100\nend 1\n", 39, "line 2: NUL byte"},
-    {"bad end", "unimilter-ratelimit 1\nend x\n", 0, "line 2: bad end line"},
+     "line 4: duplicate key \"k\"", 2},
+    {"NUL byte", "unimilter-ratelimit 1\nk\0 - 1 100\nend 1\n", 39, "line 2: NUL byte", 0},
+    {"bad end", "unimilter-ratelimit 1\nend x\n", 0, "line 2: bad end line", 0},
     {"CRLF", "unimilter-ratelimit 1\r\nend 0\r\n", 0,
-     "line 1: not a unimilter rate-limit snapshot"},
+     "line 1: not a unimilter rate-limit snapshot", -1},
 };
+
+/* Issue 12: a real snapshot of six senders, damaged in two ways at its 3rd record (line 4):
+ * cut off in the middle of the line, and that line overwritten with garbage. The two records
+ * before the damage come back with their exact counts; nothing from the damage on does. */
+static void
+test_snapshot_damaged_keeps_prefix(void **state)
+{
+    struct um_ratelimit *a = mk_rl(10, 3600, NULL, 0, 100, 1);
+    char path[128], want[512], text[4096], keys[6][32], cut[4096];
+    const char *got;
+    size_t len, line_start[16] = {0}, nlines = 0;
+    struct um_error err = {0};
+
+    (void)state;
+    (void)snprintf(path, sizeof(path), "%s/damaged.snap", tmpdir);
+    for (unsigned i = 0; i < 6; i++) {
+        char k[32];
+        (void)snprintf(k, sizeof(k), "sasl:user%u", i);
+        assert_true(take(a, k, i + 1, 1000 + i).allowed); /* user i: i + 1 recipients */
+    }
+    assert_int_equal(um_ratelimit_save(a, path, 1010, &err), UM_OK);
+    got = read_file(path, &len);
+    assert_true(len < sizeof(text));
+    memcpy(text, got, len);
+    for (size_t i = 0; i < len && nlines < 16; i++)
+        if (i == 0 || text[i - 1] == '\n')
+            line_start[nlines++] = i;
+    assert_int_equal(nlines, 8); /* header, 6 records, end */
+    for (size_t l = 1; l <= 6; l++) /* the key of each record line, in file order */
+        assert_int_equal(sscanf(text + line_start[l], "%31s", keys[l - 1]), 1);
+
+    for (int damage = 0; damage < 2; damage++) {
+        struct um_ratelimit *b = mk_rl(10, 3600, NULL, 0, 100, 1);
+        size_t loaded = 99, n;
+        if (damage == 0) { /* cut in the middle of line 4 (the 3rd record) */
+            n = line_start[3] + (line_start[4] - line_start[3]) / 2;
+            memcpy(cut, text, n);
+            (void)snprintf(want, sizeof(want),
+                           "ratelimit: %s: line 4: truncated line (no newline); the 2 record(s) "
+                           "before it kept",
+                           path);
+        } else { /* line 4 replaced by garbage, the rest of the file intact */
+            n = line_start[3];
+            memcpy(cut, text, n);
+            n += (size_t)snprintf(cut + n, sizeof(cut) - n, "this is garbage\n");
+            memcpy(cut + n, text + line_start[4], len - line_start[4]);
+            n += len - line_start[4];
+            (void)snprintf(want, sizeof(want),
+                           "ratelimit: %s: line 4: bad episode field; the 2 record(s) before it "
+                           "kept",
+                           path);
+        }
+        write_file(path, cut, n);
+        memset(&err, 0, sizeof(err));
+        assert_int_equal(um_ratelimit_load(b, path, 1020, &loaded, &err), UM_EINVAL);
+        if (strcmp(err.msg, want) != 0)
+            fail_msg("damage %d: got \"%s\", want \"%s\"", damage, err.msg, want);
+        assert_int_equal(loaded, 2);
+        for (size_t k = 0; k < 6; k++) {
+            unsigned want_n = k < 2 ? count_of(a, keys[k], 1020) : 0;
+            unsigned got_n = count_of(b, keys[k], 1020);
+            if (got_n != want_n || (k < 2 && want_n == 0))
+                fail_msg("damage %d: %s: got count %u, want %u", damage, keys[k], got_n, want_n);
+        }
+        um_ratelimit_free(b);
+    }
+    um_ratelimit_free(a);
+}
 
 static void
 test_snapshot_corrupt(void **state)
 {
-    struct um_ratelimit *rl = mk_rl(5, 3600, NULL, 0, 100, 4);
     struct um_ratelimit_totals tot;
     char path[128], want[512];
 
     (void)state;
     (void)snprintf(path, sizeof(path), "%s/corrupt.snap", tmpdir);
     for (size_t i = 0; i < NELEM(corrupt_cases); i++) {
+        struct um_ratelimit *rl = mk_rl(5, 3600, NULL, 0, 100, 4);
         struct um_error err = {0};
         size_t len = corrupt_cases[i].len ? corrupt_cases[i].len : strlen(corrupt_cases[i].text);
-        size_t loaded = 99;
+        size_t loaded = 99, kept = corrupt_cases[i].kept < 0 ? 0 : (size_t)corrupt_cases[i].kept;
         write_file(path, corrupt_cases[i].text, len);
-        (void)snprintf(want, sizeof(want), "ratelimit: %s: %s", path, corrupt_cases[i].want);
+        if (corrupt_cases[i].kept < 0)
+            (void)snprintf(want, sizeof(want), "ratelimit: %s: %s", path, corrupt_cases[i].want);
+        else
+            (void)snprintf(want, sizeof(want), "ratelimit: %s: %s; the %d record(s) before it kept",
+                           path, corrupt_cases[i].want, corrupt_cases[i].kept);
         enum um_status st = um_ratelimit_load(rl, path, 200, &loaded, &err);
         if (st != UM_EINVAL || strcmp(err.msg, want) != 0)
             fail_msg("%s: got %s \"%s\", want EINVAL \"%s\"", corrupt_cases[i].name,
                      um_status_name(st), err.msg, want);
-        assert_int_equal(loaded, 0);
         um_ratelimit_totals(rl, &tot);
-        if (tot.tracked != 0)
-            fail_msg("%s: got %zu keys loaded from a corrupt file, want 0", corrupt_cases[i].name,
-                     tot.tracked);
+        if (loaded != kept || tot.tracked != kept)
+            fail_msg("%s: got %zu keys loaded (%zu tracked), want %zu", corrupt_cases[i].name,
+                     loaded, tot.tracked, kept);
+        um_ratelimit_free(rl);
     }
+    struct um_ratelimit *rl = mk_rl(5, 3600, NULL, 0, 100, 4);
     /* A valid file loads after all that. */
     static const char good[] = "unimilter-ratelimit 1\nsasl:%41 - 2 100 150\nend 1\n";
     write_file(path, good, sizeof(good) - 1);
@@ -989,6 +1063,7 @@ main(void)
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_merge_and_small_limit),
         cmocka_unit_test(test_snapshot_corrupt),
+        cmocka_unit_test(test_snapshot_damaged_keeps_prefix),
         cmocka_unit_test(test_snapshot_io_error),
         cmocka_unit_test(test_threads),
     };

@@ -340,6 +340,7 @@ test_dry_run_rows_and_schema(void **state)
     char *xml;
 
     o.dry_run_dir = f->out;
+    umask(022);
     assert_int_equal(um_report_run(&o, &st, &err), UM_OK);
     assert_int_equal(st.periods, 2); /* example.org and norua.example, DAY */
     assert_int_equal(st.written, 1);
@@ -357,6 +358,13 @@ test_dry_run_rows_and_schema(void **state)
         || strlen(name) != 51 + 16 + 7 || strcmp(name + 67, ".xml.gz") != 0)
         fail_msg("file name: got %s", name);
     snprintf(path, sizeof(path), "%s/%s", f->out, name);
+    {
+        /* It names sender IPs: 0600 whatever the umask (umask 022 above). */
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        if ((sb.st_mode & 07777) != 0600)
+            fail_msg("%s: got mode %04o, want 0600", path, (unsigned)(sb.st_mode & 07777));
+    }
     xml = slurp_gz(path);
     validate(xml);
     /* Exactly three records: 3 + 2 + 1 messages; the no-rua row and today's are not in. */
