@@ -13,6 +13,7 @@
 #include "fileperm.h"
 #include "ratelimit.h"
 #include "senderkey.h"
+#include "submit.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -95,6 +96,8 @@ static const char *const cfg_submit_via[] = {"smtp", "sendmail", NULL};
 static const char *const cfg_submit_tls[] = {"auto", "always", "never", NULL};
 
 #define RL(f) CO(ratelimit.f)
+#define CFG_STR_(x) #x
+#define CFG_STR(x)  CFG_STR_(x)
 #define SU(f) CO(submit.f)
 #define DS(f) CO(dkim_sign.f)
 #define IB(f) CO(inbound.f)
@@ -235,7 +238,7 @@ static const struct cfg_item cfg_schema[] = {
      .dflt = "smtp",
      .doc = "smtp (to submit.relay; works under the shipped systemd unit) or sendmail "
             "(submit.sendmail; Postfix's setgid postdrop fails under NoNewPrivileges=yes)."},
-    {"submit.relay", CFG_STRING, SU(relay), SU(line_relay), 0, 0, NULL, "smtp://127.0.0.1:25",
+    {"submit.relay", CFG_STRING, SU(relay), SU(line_relay), 0, 0, NULL, UM_SUBMIT_DEFAULT_RELAY,
      "SMTP relay as a URL: smtp://HOST[:PORT] or smtps://HOST[:PORT] (implicit TLS)."},
     {.path = "submit.starttls", .kind = CFG_ENUM, .off = SU(starttls), .names = cfg_submit_tls,
      .dflt = "auto",
@@ -248,7 +251,7 @@ static const struct cfg_item cfg_schema[] = {
      "0400, owned by root or `user`; never logged)."},
     {"submit.ca_file", CFG_OSTRING, SU(ca_file), 0, 0, 0, NULL, "",
      "CA certificates (PEM) for starttls always and smtps:// (empty: the system's)."},
-    {"submit.timeout", CFG_INT, SU(timeout), 0, 1, 600, "seconds", "30",
+    {"submit.timeout", CFG_INT, SU(timeout), 0, 1, 600, "seconds", CFG_STR(UM_SUBMIT_DEFAULT_TIMEOUT),
      "Seconds one attempt may take, connect included."},
     {"submit.from", CFG_OSTRING, SU(from), 0, 0, 0, NULL, "",
      "Envelope sender of notices (empty: the null sender <>, as for automatic mail)."},

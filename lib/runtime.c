@@ -143,15 +143,12 @@ rt_build_inbound(struct um_runtime *rt, struct um_dns *dns, struct um_error *err
     return UM_OK;
 }
 
-/* The submit settings; the AUTH password is read here, once per configuration. */
-static enum um_status
-rt_build_submit(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
+void
+um_runtime_submit_opts(const struct um_config *cfg, struct um_submit_opts *o)
 {
-    const struct um_config *cfg = rt->cfg;
-    enum um_status st;
-
-    rt->submit = (struct um_submit_opts){
-        .via = cfg->submit.via == 1 ? UM_SUBMIT_VIA_SENDMAIL : UM_SUBMIT_VIA_SMTP,
+    /* The schema's names are listed in the enums' order. */
+    *o = (struct um_submit_opts){
+        .via = (enum um_submit_via)cfg->submit.via,
         .relay = cfg->submit.relay,
         .starttls = (enum um_submit_tls)cfg->submit.starttls,
         .user = cfg->submit.user,
@@ -159,6 +156,16 @@ rt_build_submit(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
         .timeout = cfg->submit.timeout,
         .sendmail = cfg->submit.sendmail,
     };
+}
+
+/* The submit settings; the AUTH password is read here, once per configuration. */
+static enum um_status
+rt_build_submit(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
+{
+    const struct um_config *cfg = rt->cfg;
+    enum um_status st;
+
+    um_runtime_submit_opts(cfg, &rt->submit);
     if (cfg->submit.password_file == NULL)
         return UM_OK;
     st = um_submit_password_read(cfg->submit.password_file, key_uid, &rt->submit_password, err);

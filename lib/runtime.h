@@ -61,6 +61,9 @@ UM_NODISCARD enum um_status um_runtime_build(struct um_config *cfg, uid_t key_ui
 struct um_runtime *um_runtime_ref(struct um_runtime *rt);
 void um_runtime_unref(struct um_runtime *rt);
 
+/* The submit settings of cfg (pointing into it), without the password. */
+void um_runtime_submit_opts(const struct um_config *cfg, struct um_submit_opts *o);
+
 /* The loaded signer with this configured name, or NULL. */
 const struct um_signer *um_runtime_key(const struct um_runtime *rt, const char *name);
 

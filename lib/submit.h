@@ -35,7 +35,9 @@
 
 #include "common.h"
 
-#define UM_SUBMIT_MAX_PASSWORD 1024 /* bytes in a password file, at most */
+#define UM_SUBMIT_MAX_PASSWORD  1024 /* bytes in a password file, at most */
+#define UM_SUBMIT_DEFAULT_RELAY "smtp://127.0.0.1:25"
+#define UM_SUBMIT_DEFAULT_TIMEOUT 30 /* seconds; the schema's default, as a number */
 
 enum um_submit_via {
     UM_SUBMIT_VIA_SMTP = 0,

@@ -7,7 +7,9 @@
  * gives the DNS servers and timeout. The report run's decisions are printed one per line on
  * stdout; errors go to stderr as "unimilter: report: <why>" with exit 1, usage errors 64.
  * Meant to run once a day from a timer, after midnight UTC: it reports every complete day
- * not yet reported and retries what is pending.
+ * not yet reported and retries what is pending. The mail goes out through the configured
+ * submit settings (SMTP to submit.relay by default, even without a configuration file;
+ * --sendmail PATH forces that binary); the AUTH password file is read here, as the caller.
  */
 #define _DEFAULT_SOURCE /* explicit_bzero() is glibc/BSD, not POSIX */
 #include "cli_report.h"
@@ -25,6 +27,7 @@
 #include "fileperm.h"
 #include "history.h"
 #include "report.h"
+#include "runtime.h"
 #include "submit.h"
 
 #define CLI_REPORT_CONFIG "/etc/unimilter/unimilter.conf"
@@ -88,7 +91,11 @@ um_cli_report(int argc, char **argv)
     struct um_config *cfg = NULL;
     struct um_dns *dns = NULL;
     struct um_report_stats st;
-    struct um_submit_opts sub = {0};
+    /* Without a configuration file: the schema's defaults (SMTP to the local MTA). */
+    struct um_submit_opts sub = {.via = UM_SUBMIT_VIA_SMTP,
+                                 .relay = UM_SUBMIT_DEFAULT_RELAY,
+                                 .starttls = UM_SUBMIT_TLS_AUTO,
+                                 .timeout = UM_SUBMIT_DEFAULT_TIMEOUT};
     const char *sendmail = NULL;
     char *password = NULL;
     struct um_error err = {0};
@@ -175,16 +182,7 @@ um_cli_report(int argc, char **argv)
             o.email = cfg->reports.email;
         if (o.receiver == NULL)
             o.receiver = cfg->reports.receiver;
-        sub = (struct um_submit_opts){
-            .via = cfg->submit.via == 1 ? UM_SUBMIT_VIA_SENDMAIL : UM_SUBMIT_VIA_SMTP,
-            .relay = cfg->submit.relay,
-            .starttls = (enum um_submit_tls)cfg->submit.starttls,
-            .user = cfg->submit.user,
-            .ca_file = cfg->submit.ca_file,
-            .timeout = cfg->submit.timeout,
-            .sendmail = cfg->submit.sendmail,
-        };
-        o.submit = &sub;
+        um_runtime_submit_opts(cfg, &sub);
         if (sendmail == NULL && o.dry_run_dir == NULL && cfg->submit.password_file != NULL) {
             if (um_submit_password_read(cfg->submit.password_file, geteuid(), &password, &err)
                 != UM_OK) {
@@ -201,8 +199,8 @@ um_cli_report(int argc, char **argv)
     if (sendmail != NULL) {
         /* --sendmail PATH: that binary, whatever the configuration says. */
         sub = (struct um_submit_opts){.via = UM_SUBMIT_VIA_SENDMAIL, .sendmail = sendmail};
-        o.submit = &sub;
     }
+    o.submit = &sub;
     if (o.org_name == NULL || o.email == NULL) {
         fprintf(stderr, "unimilter: report: set reports.org_name and reports.email in %s (or "
                         "--org and --email)\n",
