@@ -12,9 +12,13 @@
  * prepared statements (one row in evaluations, one row per DKIM result in
  * evaluation_dkim). Batching bounds the fsyncs to one per batch; WAL with
  * synchronous=NORMAL lets `unimilter report` read while we write. A failed batch is rolled
- * back, counted (errors += 1, failed += its records) and reported once through the error
+ * back, counted (errors += 1, failed += its records) and reported through the error
  * callback, outside the lock; the thread then carries on with the next batch, so a store
- * that recovers (disk space freed, lock released) resumes without a restart.
+ * that recovers (disk space freed, lock released) resumes without a restart. Reports are
+ * throttled per failure episode (a full disk fails every batch, which was one log line per
+ * message): the first failure at once, then at most one summary per interval with the
+ * count since the last line, then one line when a batch commits again. The episode state
+ * belongs to the writer thread alone.
  *
  * Work is bounded: one batch is at most UM_HISTORY_BATCH records, each statement waits at
  * most UM_HISTORY_BUSY_MS on a locked database. At close the writer drains until the queue
@@ -67,6 +71,13 @@ struct um_history {
     char *conninfo;      /* PostgreSQL: the connection string (never logged) */
     pthread_t writer;
     char *path; /* in messages: the file, or "postgresql" */
+    /* Failure episode (writer thread only; the interval is set before records flow). */
+    unsigned err_interval;     /* seconds between summaries */
+    bool failing;              /* the last batch failed */
+    time_t err_last;           /* CLOCK_MONOTONIC seconds of the last line reported */
+    uint64_t ep_fail, ep_lost; /* failures and records lost in this episode */
+    uint64_t un_fail, un_lost; /* of those, not yet reported */
+    char err_msg[700];         /* the latest failure */
 };
 
 /* The columns after ts, shared by both stores' CREATE TABLE evaluations. */
@@ -240,7 +251,7 @@ history_insert(struct um_history *h, const struct um_history_rec *r)
 
 /* Reports msg through the callback; takes the lock only to read the callback. */
 static void
-history_report(struct um_history *h, const char *msg)
+history_report_ok(struct um_history *h, bool ok, const char *msg)
 {
     um_history_error_fn *fn;
     void *arg;
@@ -250,14 +261,82 @@ history_report(struct um_history *h, const char *msg)
     arg = h->on_error_arg;
     pthread_mutex_unlock(&h->lock);
     if (fn != NULL)
-        fn(arg, msg);
+        fn(arg, ok, msg);
+}
+
+/* A batch failed (why in h->err_msg, n records lost) or, with n == 0 and !failed,
+ * committed: the throttled report of a failure episode (writer thread). */
+static time_t history_mono_sec(void);
+
+static void
+history_episode(struct um_history *h, bool failed, size_t n)
+{
+    char msg[1024];
+    time_t now = history_mono_sec();
+
+    if (failed) {
+        h->ep_fail++;
+        h->ep_lost += n;
+        if (!h->failing) {
+            h->failing = true;
+            h->err_last = now;
+            history_report_ok(h, false, h->err_msg);
+            return;
+        }
+        h->un_fail++;
+        h->un_lost += n;
+        if (now - h->err_last < (time_t)h->err_interval)
+            return;
+    } else if (!h->failing) {
+        return;
+    }
+    if (h->un_fail > 0) {
+        (void)snprintf(msg, sizeof(msg),
+                       "history: %s: still failing: %llu more failures, %llu records lost in "
+                       "the last %lld s; latest: %s",
+                       h->path, (unsigned long long)h->un_fail, (unsigned long long)h->un_lost,
+                       (long long)(now - h->err_last), h->err_msg);
+        history_report_ok(h, false, msg);
+        h->un_fail = h->un_lost = 0;
+        h->err_last = now;
+    }
+    if (!failed) {
+        (void)snprintf(msg, sizeof(msg),
+                       "history: %s: writing again after %llu failures, %llu records lost",
+                       h->path, (unsigned long long)h->ep_fail, (unsigned long long)h->ep_lost);
+        history_report_ok(h, true, msg);
+        h->failing = false;
+        h->ep_fail = h->ep_lost = 0;
+    }
+}
+
+/* The failures not yet reported, at close. */
+static void
+history_episode_flush(struct um_history *h)
+{
+    char msg[1024];
+
+    if (h->un_fail == 0)
+        return;
+    (void)snprintf(msg, sizeof(msg),
+                   "history: %s: still failing at close: %llu more failures, %llu records lost; "
+                   "latest: %s",
+                   h->path, (unsigned long long)h->un_fail, (unsigned long long)h->un_lost,
+                   h->err_msg);
+    history_report_ok(h, false, msg);
+    h->un_fail = h->un_lost = 0;
+}
+
+static void
+history_report(struct um_history *h, const char *msg)
+{
+    history_report_ok(h, false, msg);
 }
 
 /* Writes one batch in one transaction; returns true when it was committed. */
 static bool
 history_sqlite_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
 {
-    char msg[512];
     const char *what = "begin";
     int rc;
 
@@ -274,10 +353,9 @@ history_sqlite_batch(struct um_history *h, struct um_history_rec **batch, size_t
     }
     if (rc == SQLITE_OK)
         return true;
-    (void)snprintf(msg, sizeof(msg), "history: %s: %s: %s (%zu records lost)", h->path, what,
-                   sqlite3_errmsg(h->db), n);
+    (void)snprintf(h->err_msg, sizeof(h->err_msg), "history: %s: %s: %s (%zu records lost)",
+                   h->path, what, sqlite3_errmsg(h->db), n);
     (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
-    history_report(h, msg);
     return false;
 }
 
@@ -490,7 +568,7 @@ history_pg_insert(struct um_history *h, const struct um_history_rec *r, char *wh
 static bool
 history_pg_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
 {
-    char msg[700], why[500] = "";
+    char why[500] = "";
     const char *what = NULL; /* NULL: (re)connecting, why says how */
     bool ok = false;
 
@@ -518,11 +596,11 @@ history_pg_batch(struct um_history *h, struct um_history_rec **batch, size_t n)
     if (ok)
         return true;
     if (what == NULL)
-        (void)snprintf(msg, sizeof(msg), "history: %s: %s (%zu records lost)", h->path, why, n);
+        (void)snprintf(h->err_msg, sizeof(h->err_msg), "history: %s: %s (%zu records lost)",
+                       h->path, why, n);
     else
-        (void)snprintf(msg, sizeof(msg), "history: %s: %s: %s (%zu records lost)", h->path, what,
-                       why, n);
-    history_report(h, msg);
+        (void)snprintf(h->err_msg, sizeof(h->err_msg), "history: %s: %s: %s (%zu records lost)",
+                       h->path, what, why, n);
     return false;
 }
 
@@ -569,6 +647,7 @@ history_writer(void *arg)
         ok = history_write_batch(h, batch, n);
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
+        history_episode(h, !ok, n);
         pthread_mutex_lock(&h->lock);
         if (ok) {
             h->st.written += n;
@@ -718,6 +797,7 @@ um_history_open_store(enum um_history_store store, const char *path, size_t queu
                             UM_HISTORY_QUEUE_MAX);
     if ((h = calloc(1, sizeof(*h))) == NULL)
         return um_error_set(err, UM_ENOMEM, "history: out of memory");
+    h->err_interval = UM_HISTORY_ERROR_INTERVAL;
     pthread_mutex_init(&h->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -742,6 +822,14 @@ um_history_open_store(enum um_history_store store, const char *path, size_t queu
     }
     *out = h;
     return UM_OK;
+}
+
+void
+um_history_error_interval(struct um_history *h, unsigned seconds)
+{
+    pthread_mutex_lock(&h->lock);
+    h->err_interval = seconds;
+    pthread_mutex_unlock(&h->lock);
 }
 
 void
@@ -804,6 +892,7 @@ um_history_close(struct um_history *h, unsigned drain_ms, struct um_history_stat
     pthread_cond_signal(&h->wake);
     pthread_mutex_unlock(&h->lock);
     pthread_join(h->writer, NULL);
+    history_episode_flush(h);
     left = h->count;
     h->st.dropped += left;
     if (left > 0) {

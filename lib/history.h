@@ -136,8 +136,14 @@ struct um_history_stats {
     uint64_t errors;  /* store failures (one per failed batch or statement) */
 };
 
-/* Store failures, reported from the writer thread ("history: insert: database is locked"). */
-typedef void um_history_error_fn(void *arg, const char *msg);
+/* Store failures, reported from the writer thread ("history: insert: database is locked"),
+ * throttled: the first failure of an episode at once; then at most one summary every
+ * UM_HISTORY_ERROR_INTERVAL seconds ("history: PATH: still failing: 37 more failures, 412
+ * records lost in the last 60 s; latest: ..."), and only if there were more; a summary of
+ * any unreported ones at close; and once, with ok = true, the recovery ("history: PATH:
+ * writing again after 38 failures, 413 records lost"). */
+#define UM_HISTORY_ERROR_INTERVAL 60
+typedef void um_history_error_fn(void *arg, bool ok, const char *msg);
 
 /* Opens (creating when missing) the database and starts the writer. May block on the file. */
 UM_NODISCARD enum um_status um_history_open(const char *path, size_t queue_max,
@@ -150,6 +156,8 @@ UM_NODISCARD enum um_status um_history_open_store(enum um_history_store store, c
                                                   struct um_error *err);
 /* Where store failures go; NULL fn drops them (they are still counted). */
 void um_history_on_error(struct um_history *h, um_history_error_fn *fn, void *arg);
+/* The summary interval in seconds (default UM_HISTORY_ERROR_INTERVAL; tests shorten it). */
+void um_history_error_interval(struct um_history *h, unsigned seconds);
 /* Queues a copy of rec. Never blocks on I/O: false when it was dropped (queue full, closing,
  * out of memory), which is counted. */
 bool um_history_record(struct um_history *h, const struct um_history_rec *rec);

@@ -535,11 +535,11 @@ main_start_inbound(struct um_daemon *d, uid_t key_uid)
 }
 
 static void
-main_history_error(void *arg, const char *msg)
+main_history_error(void *arg, bool ok, const char *msg)
 {
     struct um_daemon *d = arg;
 
-    um_log_msg(&d->log, UM_LOG_ERR, "history", "%s", msg);
+    um_log_msg(&d->log, ok ? UM_LOG_INFO : UM_LOG_ERR, "history", "%s", msg);
 }
 
 /* Opened as the run user, so the file belongs to it; a failure costs the history, not mail. */

@@ -205,10 +205,11 @@ struct errs {
 };
 
 static void
-on_error(void *arg, const char *msg)
+on_error(void *arg, bool ok, const char *msg)
 {
     struct errs *e = arg;
 
+    (void)ok;
     e->n++;
     snprintf(e->last, sizeof(e->last), "%s", msg);
 }
@@ -394,6 +395,112 @@ test_newer_schema_refused(void **state)
     assert_non_null(strstr(err.msg, "schema version 99 is newer"));
 }
 
+struct lines {
+    int n, nok;
+    char first[700], last[1024];
+};
+
+static void
+on_line(void *arg, bool ok, const char *msg)
+{
+    struct lines *l = arg;
+
+    if (l->n == 0)
+        snprintf(l->first, sizeof(l->first), "%s", msg);
+    l->n++;
+    l->nok += ok ? 1 : 0;
+    snprintf(l->last, sizeof(l->last), "%s", msg);
+}
+
+/* Records one at a time, each its own batch; waits until the writer has dealt with it. */
+static void
+record_each(struct um_history *h, int n)
+{
+    struct um_history_rec r;
+    struct um_history_stats st;
+    uint64_t before;
+
+    um_history_stats(h, &st);
+    before = st.written + st.failed;
+    for (int i = 0; i < n; i++) {
+        fill(&r, i);
+        assert_true(um_history_record(h, &r));
+        for (int w = 0; w < 5000; w++) {
+            um_history_stats(h, &st);
+            if (st.written + st.failed == before + (uint64_t)i + 1)
+                break;
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        assert_int_equal(st.written + st.failed, before + (uint64_t)i + 1);
+    }
+}
+
+/* Issue 12: a store that fails every commit (here a trigger that aborts every insert, as a
+ * full disk would) logged one line per message. Now: 300 failures are one line; the
+ * recovery is one line with the count; with a 1 s interval a long episode gives one
+ * summary per second; failures not yet reported are summed up at close. */
+static void
+test_failing_store_throttled(void **state)
+{
+    struct tmp *t = *state;
+    struct um_history *h = NULL;
+    struct um_history_stats st;
+    struct um_error err = {0};
+    struct lines l = {0};
+    sqlite3 *db;
+    double t0, secs;
+    int n;
+
+    assert_int_equal(um_history_open(t->db, 8, &h, &err), UM_OK);
+    um_history_on_error(h, on_line, &l);
+    db = open_db(t->db);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TRIGGER fail BEFORE INSERT ON evaluations "
+                                  "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    record_each(h, 300);
+    um_history_stats(h, &st);
+    assert_int_equal(st.failed, 300);
+    assert_int_equal(st.errors, 300);
+    if (l.n != 1)
+        fail_msg("300 failures: got %d log lines, want 1 (last: %s)", l.n, l.last);
+    assert_non_null(strstr(l.first, "history.db: insert: disk full (test) (1 records lost)"));
+    /* The store recovers: one line, with what the episode cost. */
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER fail", NULL, NULL, NULL), SQLITE_OK);
+    record_each(h, 5);
+    um_history_stats(h, &st);
+    assert_int_equal(st.written, 5);
+    if (l.n != 3 || l.nok != 1)
+        fail_msg("recovery: got %d lines (%d ok), want 3 (1 ok): last \"%s\"", l.n, l.nok, l.last);
+    if (strstr(l.last, "history.db: writing again after 300 failures, 300 records lost") == NULL)
+        fail_msg("recovery line: got \"%s\"", l.last);
+    /* A long episode with a 1 s interval: one summary per elapsed second at most. */
+    um_history_error_interval(h, 1);
+    l = (struct lines){0};
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TRIGGER fail BEFORE INSERT ON evaluations "
+                                  "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    t0 = now_ms();
+    for (n = 0; now_ms() - t0 < 2500; n += 20)
+        record_each(h, 20);
+    secs = (now_ms() - t0) / 1000.0;
+    if (l.n < 3 || (double)l.n > 2 + secs)
+        fail_msg("%d failures in %.1f s with a 1 s interval: got %d lines, want 3..%d", n, secs,
+                 l.n, (int)(2 + secs));
+    assert_non_null(strstr(l.last, "still failing: "));
+    assert_non_null(strstr(l.last, "; latest: history: "));
+    n = l.n;
+    record_each(h, 1); /* within the interval: held back, then summed up at close */
+    um_history_close(h, 1000, NULL);
+    if (l.n != n + 1 || strstr(l.last, "still failing at close: ") == NULL)
+        fail_msg("close: got %d lines after %d, last \"%s\"", l.n, n, l.last);
+    sqlite3_close(db);
+}
+
 /* Issue 12: the database and its -wal/-shm hold every sender's IP: 0600 under umask 022. */
 static void
 test_created_mode(void **state)
@@ -445,6 +552,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_created_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_store_throttled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
     };
