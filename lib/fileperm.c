@@ -103,10 +103,9 @@ fp_check_stat(const struct stat *sb, const char *path, const struct um_fileperm 
         return um_error_set(err, UM_EINVAL, "%s is writable by group/others (mode %04o)", path,
                             (unsigned)(sb->st_mode & 07777));
     if (bad != 0)
-        return um_error_set(err, UM_EINVAL,
-                            "%s is readable by group/others (mode %04o; chmod %03o)", path,
-                            (unsigned)(sb->st_mode & 07777),
-                            (unsigned)(sb->st_mode & 0777 & ~p->deny));
+        return um_error_set(
+            err, UM_EINVAL, "%s is readable by group/others (mode %04o; chmod %03o)", path,
+            (unsigned)(sb->st_mode & 07777), (unsigned)(sb->st_mode & 0777 & ~p->deny));
     return UM_OK;
 }
 

@@ -42,8 +42,7 @@ void um_fileperm_add_owner(struct um_fileperm *p, uid_t uid);
 
 /* The open file fd, which the caller opened as path (named in errors): regular, owner, mode. */
 UM_NODISCARD enum um_status um_fileperm_check_fd(int fd, const char *path,
-                                                 const struct um_fileperm *p,
-                                                 struct um_error *err);
+                                                 const struct um_fileperm *p, struct um_error *err);
 /* Every directory and symlink on the way to path (relative: from the working directory),
  * not path itself when it is no symlink. */
 UM_NODISCARD enum um_status um_fileperm_check_dirs(const char *path, const struct um_fileperm *p,

@@ -302,8 +302,8 @@ history_episode(struct um_history *h, bool failed, size_t n)
     }
     if (!failed) {
         (void)snprintf(msg, sizeof(msg),
-                       "history: %s: writing again after %llu failures, %llu records lost",
-                       h->path, (unsigned long long)h->ep_fail, (unsigned long long)h->ep_lost);
+                       "history: %s: writing again after %llu failures, %llu records lost", h->path,
+                       (unsigned long long)h->ep_fail, (unsigned long long)h->ep_lost);
         history_report_ok(h, true, msg);
         h->failing = false;
         h->ep_fail = h->ep_lost = 0;

@@ -1703,8 +1703,8 @@ um_ratelimit_load(struct um_ratelimit *rl, const char *path, int64_t now, size_t
     for (size_t i = 0; i < good; i++) {
         bool applied;
         if (!rl_apply(rl, &recs.v[i], (uint32_t)now, &applied)) {
-            st = RL_FAIL(err, UM_ENOMEM, "ratelimit: %s: out of memory after %zu keys", path,
-                         count);
+            st =
+                RL_FAIL(err, UM_ENOMEM, "ratelimit: %s: out of memory after %zu keys", path, count);
             break;
         }
         count += applied ? 1 : 0;
