@@ -11,5 +11,11 @@ id -u unimilter >/dev/null 2>&1 || useradd --system --no-create-home --home-dir 
     --shell /usr/sbin/nologin unimilter
 install -d -o unimilter -g unimilter -m 0755 /run/unimilter
 install -d -o unimilter -g unimilter -m 0750 /var/lib/unimilter
-build/release/unimilter -n -c conf/unimilter.conf
-exec build/release/unimilter -c conf/unimilter.conf
+# The daemon refuses a configuration that someone other than root could change, file or
+# directory (README "Security"): a checkout in a user's home is one. Run a root-owned copy;
+# edit conf/unimilter.conf and run this again (a SIGHUP re-reads the copy).
+conf=$(mktemp --suffix=.conf /tmp/unimilter-run.XXXXXX)
+install -m 0644 conf/unimilter.conf "$conf"
+echo "configuration: $conf (a copy of conf/unimilter.conf)"
+build/release/unimilter -n -c "$conf"
+exec build/release/unimilter -c "$conf"
