@@ -8,11 +8,17 @@
  * thread we start, has HUP/USR1/TERM/INT blocked), while the main thread alone leaves them
  * unblocked with handlers that write the signal number to a self-pipe. Linux delivers a
  * process-directed signal to the main thread whenever that thread does not block it, so the
- * main loop reads the pipe and reloads (HUP, USR1) or drains and stops (TERM, INT). Should
- * libmilter's thread nevertheless consume one (smfi_main returning on its own), we log it
- * and exit non-zero so the supervisor restarts us; the MTA's milter_default_action covers
- * the gap. A reload builds a new snapshot off to the side and publishes it only when it is
- * valid; connections keep the snapshot they started with.
+ * main loop reads the pipe and reloads (HUP, USR1) or drains and stops (TERM, INT). That
+ * alone is not enough: a process-directed signal waits in the process's shared pending set
+ * until some thread takes it, and a thread in sigwait() takes it from there whatever the
+ * masks say, so under a stream of SIGHUPs libmilter's thread won one now and then and
+ * stopped the milter. So its sigwait() never returns: this file defines sigwait(), the
+ * dynamic linker binds libmilter's call to it (the executable's definition comes first),
+ * and a call with libmilter's set {HUP, TERM, INT} just sleeps; any other set goes to
+ * sigtimedwait(), the same wait under another name. Should smfi_main return on its own
+ * anyway, we log it and exit non-zero so the supervisor restarts us; the MTA's
+ * milter_default_action covers the gap. A reload builds a new snapshot off to the side and
+ * publishes it only when it is valid; connections keep the snapshot they started with.
  */
 #define _GNU_SOURCE /* setresuid, setresgid, setgroups */
 #include <errno.h>
@@ -359,6 +365,28 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
             um_log_msg(&d->log, UM_LOG_INFO, "ratelimit", "loaded counts of %zu sender(s) from %s",
                        loaded, cfg->ratelimit.state_file);
     }
+    return 0;
+}
+
+/* See the design note: libmilter's signal thread waits here for ever. */
+int
+sigwait(const sigset_t *restrict set, int *restrict sig)
+{
+    int r;
+
+    if (sigismember(set, SIGHUP) == 1 && sigismember(set, SIGTERM) == 1
+        && sigismember(set, SIGINT) == 1 && sigismember(set, SIGUSR1) == 0) {
+        for (;;) {
+            struct timespec ts = {86400, 0};
+            nanosleep(&ts, NULL);
+        }
+    }
+    do {
+        r = sigtimedwait(set, NULL, NULL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno;
+    *sig = r;
     return 0;
 }
 
