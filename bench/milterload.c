@@ -4,7 +4,7 @@
  * A benchmark tool, not a test: it measures and asserts nothing about time.
  *
  *   milterload [-c SESSIONS] [-n MESSAGES] [-m MSGS_PER_CONN] [-p PID]... [-o RESULTS]
- *              [-t TIMEOUT_S] [-q] -d CORPUS_DIR [-f MANIFEST] SOCKET [SOCKET...]
+ *              [-t TIMEOUT_S] [-w THINK_MS] [-q] -d CORPUS_DIR [-f MANIFEST] SOCKET [SOCKET...]
  *
  * SOCKET is unix:/path, local:/path, inet:PORT@HOST or inet6:PORT@HOST. Several SOCKETs form
  * a chain, in order, as Postfix's smtpd_milters: each envelope event goes to every milter in
@@ -26,7 +26,10 @@
  *              read. A transaction ended early (reject, tempfail, discard) is followed by
  *              ABORT before the next MAIL. Each write is one buffered send; inet sockets
  *              use TCP_NODELAY. A reject or tempfail at RCPT refuses that recipient only
- *              (Postfix); the message goes on while any recipient is left.
+ *              (Postfix); the message goes on while any recipient is left. With -w, each
+ *              new connection waits THINK_MS milliseconds after HELO before its first MAIL,
+ *              as Postfix does while a slow SMTP client takes its time: the milter holds
+ *              every such connection open at once (resource-exhaustion tests).
  * REPLIES      accept/continue/reject/tempfail/discard/replycode/skip/progress, and at EOM
  *              add/insert/change header, quarantine, add/delete recipient, change sender,
  *              replace body (counted, not applied). A milter that closes the connection,
@@ -162,6 +165,7 @@ struct cfg {
     int sessions;
     size_t total, per_conn;
     int timeout;
+    int think_ms; /* -w: pause after HELO on a new connection */
     struct msg *msgs;
     size_t nmsgs;
     struct result *res;
@@ -974,6 +978,10 @@ conn_open(struct worker *w, const struct msg *msg, struct msgstate *ms, enum ver
         over = settle(w, k, event(&w->m[k], k, ms, ST_HELO, &cv, 'H', &a, P_NOHELO, P_NR_HELO),
                       v);
     free(a.p);
+    if (!over && c->think_ms > 0) {
+        struct timespec ts = {c->think_ms / 1000, (long)(c->think_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     /* "accept" at connect or HELO holds for the whole connection; keep it simple: as
      * Postfix does, such a milter sees nothing more in this session. */
     return over;
@@ -1290,7 +1298,8 @@ static void
 usage(void)
 {
     fputs("usage: milterload [-c SESSIONS] [-n MESSAGES] [-m MSGS_PER_CONN] [-p PID]...\n"
-          "                  [-o RESULTS] [-t TIMEOUT_S] -d CORPUS_DIR [-f MANIFEST]\n"
+          "                  [-o RESULTS] [-t TIMEOUT_S] [-w THINK_MS] -d CORPUS_DIR\n"
+          "                  [-f MANIFEST]\n"
           "                  SOCKET [SOCKET...]\n"
           "SOCKET: unix:/path | inet:PORT@HOST | inet6:PORT@HOST; several = a chain\n",
           stderr);
@@ -1313,7 +1322,7 @@ main(int argc, char **argv)
     c.sessions = 8;
     c.per_conn = 1;
     c.timeout = 60;
-    while ((opt = getopt(argc, argv, "c:n:m:p:o:t:d:f:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:n:m:p:o:t:w:d:f:")) != -1) {
         switch (opt) {
         case 'c':
             c.sessions = atoi(optarg);
@@ -1335,6 +1344,9 @@ main(int argc, char **argv)
         case 't':
             c.timeout = atoi(optarg);
             break;
+        case 'w':
+            c.think_ms = atoi(optarg);
+            break;
         case 'd':
             dir = optarg;
             break;
@@ -1345,7 +1357,8 @@ main(int argc, char **argv)
             usage();
         }
     }
-    if (dir == NULL || optind >= argc || c.sessions < 1 || c.per_conn < 1 || c.timeout < 1)
+    if (dir == NULL || optind >= argc || c.sessions < 1 || c.per_conn < 1 || c.timeout < 1
+        || c.think_ms < 0)
         usage();
     for (; optind < argc; optind++) {
         if (c.nsock == ML_MAX_MILTERS)

@@ -713,7 +713,8 @@ dns_set_option(struct um_dns *dns, const char *opt, const char *val, struct um_e
 }
 
 static enum um_status
-dns_configure(struct um_dns *dns, const char *const *servers, size_t n, struct um_error *err)
+dns_configure(struct um_dns *dns, const char *const *servers, size_t n, unsigned max_sockets,
+              struct um_error *err)
 {
     char ms[32];
     enum um_status st;
@@ -724,6 +725,12 @@ dns_configure(struct um_dns *dns, const char *const *servers, size_t n, struct u
     snprintf(ms, sizeof(ms), "%u", dns->timeout_s * 1000u);
     if ((st = dns_set_option(dns, "infra-cache-max-rtt:", ms, err)) != UM_OK)
         return st;
+    if (max_sockets > 0) {
+        /* At most this many UDP sockets at once; further queries wait for one. */
+        snprintf(ms, sizeof(ms), "%u", max_sockets);
+        if ((st = dns_set_option(dns, "outgoing-range:", ms, err)) != UM_OK)
+            return st;
+    }
     /* Source ports from the ephemeral range only: the SELinux policy then needs no
      * name_bind on reserved or unreserved port types (selinux/unimilter.te). */
     if ((st = dns_set_option(dns, "outgoing-port-avoid:", "0-32767", err)) != UM_OK)
@@ -759,9 +766,42 @@ dns_start_dispatcher(struct um_dns *dns, struct um_error *err)
     return UM_OK;
 }
 
+static enum um_status dns_resolve(struct um_dns *dns, const char *name, int qtype,
+                                  struct ub_result **res, char *reason, size_t rlen,
+                                  struct um_error *err);
+
+/*
+ * Makes libunbound build its worker now: the first asynchronous query creates the worker
+ * thread, its event base and its pipes, and libevent exit()s the process when it cannot get
+ * a descriptor for them. "localhost." is answered from libunbound's built-in local zone, so
+ * this needs no server.
+ */
+static enum um_status
+dns_start_worker(struct um_dns *dns, struct um_error *err)
+{
+    struct ub_result *r = NULL;
+    char reason[128] = "";
+    enum um_status st = dns_resolve(dns, "localhost.", UM_DNS_TYPE_A, &r, reason,
+                                    sizeof(reason), err);
+
+    if (st != UM_OK)
+        return st;
+    if (r == NULL)
+        return um_error_set(err, UM_ETEMP, "dns: the resolver did not start: %s", reason);
+    ub_resolve_free(r);
+    return UM_OK;
+}
+
 enum um_status
 um_dns_new(const char *const *servers, size_t n, unsigned timeout_s, struct um_dns **out,
            struct um_error *err)
+{
+    return um_dns_new_capped(servers, n, timeout_s, 0, out, err);
+}
+
+enum um_status
+um_dns_new_capped(const char *const *servers, size_t n, unsigned timeout_s, unsigned max_sockets,
+                  struct um_dns **out, struct um_error *err)
 {
     struct um_dns *dns;
     enum um_status st;
@@ -792,7 +832,7 @@ um_dns_new(const char *const *servers, size_t n, unsigned timeout_s, struct um_d
         st = um_error_set(err, UM_ETEMP, "dns: cannot create the resolver context");
         goto fail;
     }
-    if ((st = dns_configure(dns, servers, n, err)) != UM_OK)
+    if ((st = dns_configure(dns, servers, n, max_sockets, err)) != UM_OK)
         goto fail;
     if (pipe(dns->stop) != 0) {
         dns->stop[0] = dns->stop[1] = -1;
@@ -800,6 +840,8 @@ um_dns_new(const char *const *servers, size_t n, unsigned timeout_s, struct um_d
         goto fail;
     }
     if ((st = dns_start_dispatcher(dns, err)) != UM_OK)
+        goto fail;
+    if ((st = dns_start_worker(dns, err)) != UM_OK)
         goto fail;
     *out = dns;
     return UM_OK;

@@ -53,9 +53,11 @@
  * THREADS      All functions on one struct um_dns are safe from any thread at once; the
  *              cache is shared. A cache hit holds the cache lock only to find the entry and
  *              take a reference (entries are immutable). um_dns_new() starts two threads
- *              (libunbound's worker on the first lookup, and our dispatcher at once), so
- *              create it after any fork() and from a thread whose signal mask the daemon
- *              wants inherited.
+ *              (libunbound's worker and our dispatcher) and everything they need (event
+ *              base, pipes) before it returns, so nothing is created lazily by the first
+ *              lookup (libevent exit()s the process when it cannot get a descriptor); create
+ *              it after any fork() and from a thread whose signal mask the daemon wants
+ *              inherited.
  * OWNERSHIP    server strings and names are borrowed for the call. Results are owned by the
  *              caller and released with um_dns_txt_fini() / um_dns_answer_free(); an answer
  *              may share read-only storage with the cache and with other callers' answers
@@ -154,6 +156,12 @@ struct um_dns_cache_stats {
 /* Creates the resolver. servers may be NULL when n is 0 (then /etc/resolv.conf). */
 UM_NODISCARD enum um_status um_dns_new(const char *const *servers, size_t n, unsigned timeout_s,
                                        struct um_dns **out, struct um_error *err);
+/* The same, with at most max_sockets UDP sockets open towards the servers at any moment
+ * (0: libunbound's default, thousands): lookups beyond it wait for a free socket instead of
+ * taking descriptors the process may not have (a daemon sizes it from its RLIMIT_NOFILE). */
+UM_NODISCARD enum um_status um_dns_new_capped(const char *const *servers, size_t n,
+                                              unsigned timeout_s, unsigned max_sockets,
+                                              struct um_dns **out, struct um_error *err);
 /* Stops the dispatcher and the resolver; NULL does nothing. No lookup may be in flight. */
 void um_dns_free(struct um_dns *dns);
 

@@ -28,6 +28,7 @@
 
 #include "daemon.h"
 #include "inbound.h"
+#include "listen.h"
 #include "outbound.h"
 #include "session.h"
 
@@ -137,6 +138,9 @@ mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 
     if (atomic_load(&d->draining))
         return SMFIS_TEMPFAIL; /* shutting down: the MTA retries or defers, nothing is lost */
+    /* Descriptors short (listen.c): answer at once, keep the reserve for sessions in flight. */
+    if (um_listen_short())
+        return SMFIS_TEMPFAIL;
     cc = CONN(ctx);
     if (cc == NULL) { /* an MTA that did not negotiate (protocol version 1) */
         cc = conn_ctx_new(d);

@@ -562,14 +562,17 @@ void
 um_control_stop(struct um_daemon *d)
 {
     struct stat st;
+    char eb[128];
 
-    (void)d;
     if (!control.running)
         return;
     (void)!write(control.stop[1], "x", 1);
     pthread_join(control.thread, NULL);
     control.running = false;
     control_close_fds();
-    if (lstat(control.path, &st) == 0 && S_ISSOCK(st.st_mode))
-        (void)unlink(control.path);
+    if (lstat(control.path, &st) == 0 && S_ISSOCK(st.st_mode) && unlink(control.path) != 0
+        && errno != ENOENT)
+        um_log_msg(&d->log, UM_LOG_WARNING, "shutdown",
+                   "control socket %s stays behind: unlink: %s", control.path,
+                   um_strerror(errno, eb, sizeof(eb)));
 }

@@ -8,11 +8,17 @@
  * thread we start, has HUP/USR1/TERM/INT blocked), while the main thread alone leaves them
  * unblocked with handlers that write the signal number to a self-pipe. Linux delivers a
  * process-directed signal to the main thread whenever that thread does not block it, so the
- * main loop reads the pipe and reloads (HUP, USR1) or drains and stops (TERM, INT). Should
- * libmilter's thread nevertheless consume one (smfi_main returning on its own), we log it
- * and exit non-zero so the supervisor restarts us; the MTA's milter_default_action covers
- * the gap. A reload builds a new snapshot off to the side and publishes it only when it is
- * valid; connections keep the snapshot they started with.
+ * main loop reads the pipe and reloads (HUP, USR1) or drains and stops (TERM, INT). That
+ * alone is not enough: a process-directed signal waits in the process's shared pending set
+ * until some thread takes it, and a thread in sigwait() takes it from there whatever the
+ * masks say, so under a stream of SIGHUPs libmilter's thread won one now and then and
+ * stopped the milter. So its sigwait() never returns: this file defines sigwait(), the
+ * dynamic linker binds libmilter's call to it (the executable's definition comes first),
+ * and a call with libmilter's set {HUP, TERM, INT} just sleeps; any other set goes to
+ * sigtimedwait(), the same wait under another name. Should smfi_main return on its own
+ * anyway, we log it and exit non-zero so the supervisor restarts us; the MTA's
+ * milter_default_action covers the gap. A reload builds a new snapshot off to the side and
+ * publishes it only when it is valid; connections keep the snapshot they started with.
  */
 #define _GNU_SOURCE /* setresuid, setresgid, setgroups */
 #include <errno.h>
@@ -40,6 +46,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "listen.h"
 #include "version.h"
 
 #define UM_DEFAULT_CONFIG "/etc/unimilter/unimilter.conf"
@@ -383,6 +390,28 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
     return 0;
 }
 
+/* See the design note: libmilter's signal thread waits here for ever. */
+int
+sigwait(const sigset_t *restrict set, int *restrict sig)
+{
+    int r;
+
+    if (sigismember(set, SIGHUP) == 1 && sigismember(set, SIGTERM) == 1
+        && sigismember(set, SIGINT) == 1 && sigismember(set, SIGUSR1) == 0) {
+        for (;;) {
+            struct timespec ts = {86400, 0};
+            nanosleep(&ts, NULL);
+        }
+    }
+    do {
+        r = sigtimedwait(set, NULL, NULL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno;
+    *sig = r;
+    return 0;
+}
+
 static void
 main_on_signal(int sig)
 {
@@ -509,15 +538,15 @@ main_snapshot_interval(struct um_daemon *d)
 
 /* Creates the one resolver and rebuilds the first runtime with the inbound checks. */
 static int
-main_start_inbound(struct um_daemon *d, uid_t key_uid)
+main_start_inbound(struct um_daemon *d, uid_t key_uid, unsigned dns_sockets)
 {
     struct um_config *cfg = um_daemon_config(d);
     struct um_runtime *nrt, *old;
     struct um_error err = {0};
     int rc = -1;
 
-    if (um_dns_new((const char *const *)cfg->dns_servers, cfg->ndns_servers,
-                   (unsigned)cfg->dns_timeout, &d->dns, &err)
+    if (um_dns_new_capped((const char *const *)cfg->dns_servers, cfg->ndns_servers,
+                          (unsigned)cfg->dns_timeout, dns_sockets, &d->dns, &err)
         != UM_OK) {
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "%s: dns: %s", cfg->path, err.msg);
     } else if (um_runtime_build(cfg, key_uid, d->dns, &nrt, &err) != UM_OK) {
@@ -611,7 +640,136 @@ main_drain(struct um_daemon *d, struct main_milter *mm)
                    "milter_default_action to them",
                    atomic_load(&d->inflight), limit_ms / 1000);
     atomic_store(&mm->stop_requested, true);
+    /* Wake libmilter's listener first: it holds the lock smfi_stop() needs for as long as
+     * it sleeps in poll() (up to 5 s); woken, it lets go at once (listen.c). */
+    um_listen_stop();
     (void)smfi_stop();
+}
+
+/* The milter socket file as we created it, so that exit removes that file and no other. */
+struct main_sockfile {
+    const char *path; /* NULL: not a unix socket, or not created */
+    dev_t dev;
+    ino_t ino;
+};
+
+static void
+main_sockfile_note(struct main_sockfile *sf, const char *sock)
+{
+    struct stat st;
+
+    sf->path = main_unix_path(sock);
+    if (sf->path != NULL && stat(sf->path, &st) == 0) {
+        sf->dev = st.st_dev;
+        sf->ino = st.st_ino;
+    } else {
+        sf->path = NULL;
+    }
+}
+
+/*
+ * Removing a socket file needs write access to its directory, checked as the run user after
+ * the privilege drop: when it is missing (a root-owned directory made by hand) the file
+ * stays behind at exit. That is harmless (the next start replaces it), but it is said once,
+ * at start, with the fix, rather than found later.
+ */
+static void
+main_check_socket_dir(struct um_daemon *d, const char *what, const char *file,
+                      const struct um_config *cfg)
+{
+    char dir[PATH_MAX];
+    const char *slash = file != NULL ? strrchr(file, '/') : NULL;
+    size_t n;
+
+    if (slash == NULL)
+        return;
+    n = slash == file ? 1 : (size_t)(slash - file);
+    if (n >= sizeof(dir))
+        return;
+    memcpy(dir, file, n);
+    dir[n] = '\0';
+    if (access(dir, W_OK | X_OK) != 0)
+        um_log_msg(&d->log, UM_LOG_WARNING, "startup",
+                   "%s %s: user %s cannot write its directory %s, so the socket file will stay "
+                   "behind at exit (the next start replaces it); give the directory to that "
+                   "user (systemd's RuntimeDirectory= does)",
+                   what, file, cfg->user, dir);
+}
+
+static void
+main_sockfile_remove(struct um_daemon *d, struct main_sockfile *sf)
+{
+    struct stat st;
+    char eb[128];
+
+    if (sf->path == NULL)
+        return;
+    /* Only the file we made: a successor may already have put its own there. */
+    if (lstat(sf->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sf->dev
+        && st.st_ino == sf->ino && unlink(sf->path) != 0 && errno != ENOENT)
+        um_log_msg(&d->log, UM_LOG_WARNING, "shutdown", "socket %s stays behind: unlink: %s",
+                   sf->path, um_strerror(errno, eb, sizeof(eb)));
+    sf->path = NULL;
+}
+
+/* Milliseconds on CLOCK_MONOTONIC: timers here must not follow the wall clock. */
+static int64_t
+main_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The main thread's loop: signals arrive as bytes on the self-pipe, the rate-limit snapshot
+ * is due on a monotonic deadline. Each turn first writes the snapshot if it is due, then
+ * waits for signals no longer than until the next one, then takes every byte pending at
+ * once: any number of SIGHUPs received meanwhile is one reload. So no stream of signals can
+ * postpone the snapshot (a reload per signal used to keep the loop from ever reaching it).
+ */
+static void
+main_loop(struct um_daemon *d, struct main_milter *mm, const char *path, const char *sock,
+          bool overridden, const struct main_ids *ids)
+{
+    int64_t next_save = main_now_ms() + (int64_t)main_snapshot_interval(d) * 1000;
+    bool stopping = false;
+
+    while (!atomic_load(&mm->done)) {
+        struct pollfd pfd = {main_sigpipe[0], POLLIN, 0};
+        unsigned char buf[256];
+        bool reload = false, stop = false;
+        int64_t now = main_now_ms(), wait_ms;
+        ssize_t n;
+
+        um_notify_reap(d); /* notify commands (the submit queue waits for its own) */
+        if (now >= next_save) {
+            main_save_state(d, false);
+            next_save = now + (int64_t)main_snapshot_interval(d) * 1000;
+        }
+        wait_ms = next_save - now;
+        if (wait_ms > 1000)
+            wait_ms = 1000;
+        if (wait_ms < 0)
+            wait_ms = 0;
+        if (poll(&pfd, 1, (int)wait_ms) <= 0)
+            continue;
+        while ((n = read(main_sigpipe[0], buf, sizeof(buf))) > 0) {
+            for (ssize_t i = 0; i < n; i++) {
+                if (buf[i] == SIGHUP || buf[i] == SIGUSR1)
+                    reload = true;
+                else if (buf[i] == SIGTERM || buf[i] == SIGINT)
+                    stop = true;
+            }
+        }
+        if (stop && !stopping) {
+            stopping = true;
+            main_drain(d, mm);
+        } else if (reload && !stopping) {
+            main_reload(d, path, sock, overridden, ids->uid_for_keys);
+        }
+    }
 }
 
 static int
@@ -619,12 +777,12 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
            const struct main_ids *ids)
 {
     struct main_milter mm = {0};
+    struct main_sockfile sf = {0};
+    struct um_listen_budget budget;
     sigset_t set;
     struct sigaction sa;
     struct um_config *cfg = um_daemon_config(d);
-    int rc = 0;
-    bool stopping = false;
-    time_t last_save = time(NULL);
+    int rc = 0, lfd;
 
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
@@ -638,12 +796,20 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
         um_config_unref(cfg);
         return EX_OSERR;
     }
+    (void)fcntl(main_sigpipe[0], F_SETFL, O_NONBLOCK);
     (void)fcntl(main_sigpipe[1], F_SETFL, O_NONBLOCK);
     (void)fcntl(main_sigpipe[0], F_SETFD, FD_CLOEXEC);
     (void)fcntl(main_sigpipe[1], F_SETFD, FD_CLOEXEC);
 
+    /* Descriptors: the soft limit raised to the hard one; a reserve; DNS's share of it. */
+    um_listen_init(&d->log, &budget);
+    um_log_msg(&d->log, UM_LOG_INFO, "startup",
+               "file descriptors: limit %ld (soft limit was %lu), %u kept in reserve, at most "
+               "%u for DNS",
+               budget.limit, (unsigned long)budget.soft_before, budget.reserve,
+               budget.dns_sockets);
     /* The shared resolver starts threads: after the signal mask, before anything serves. */
-    if (main_start_inbound(d, ids->uid_for_keys) != 0) {
+    if (main_start_inbound(d, ids->uid_for_keys, budget.dns_sockets) != 0) {
         um_config_unref(cfg);
         return EX_CONFIG;
     }
@@ -653,21 +819,43 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
         return EX_SOFTWARE;
     }
     /* Both sockets are created while we may still be root, then handed to the run user. */
-    if (main_open_socket(d, sock, cfg, ids) != 0
-        || um_control_start(d, cfg, ids->drop ? ids->uid : (uid_t)-1,
-                            ids->have_ctl_gid ? ids->ctl_gid
-                                              : (ids->drop ? ids->gid : (gid_t)-1))
-               != 0
-        || main_drop_privileges(d, cfg, ids) != 0) {
+    if (main_open_socket(d, sock, cfg, ids) != 0) {
         um_config_unref(cfg);
         return EX_OSERR;
     }
+    main_sockfile_note(&sf, sock);
+    /* Before the control socket exists, libmilter's is the one listening socket. */
+    lfd = um_listen_find();
+    if (lfd >= 0)
+        um_listen_adopt(lfd);
+    else
+        um_log_msg(&d->log, UM_LOG_WARNING, "startup",
+                   "socket %s: libmilter's listener not found; running out of descriptors "
+                   "will make it pause for seconds",
+                   sock);
+    if (um_control_start(d, cfg, ids->drop ? ids->uid : (uid_t)-1,
+                         ids->have_ctl_gid ? ids->ctl_gid : (ids->drop ? ids->gid : (gid_t)-1))
+            != 0
+        || main_drop_privileges(d, cfg, ids) != 0) {
+        um_control_stop(d);
+        main_sockfile_remove(d, &sf);
+        um_config_unref(cfg);
+        return EX_OSERR;
+    }
+    main_check_socket_dir(d, "socket", sf.path, cfg);
+    main_check_socket_dir(d, "control socket",
+                          cfg->control_socket != NULL && strncmp(cfg->control_socket, "unix:", 5) == 0
+                              ? cfg->control_socket + 5
+                              : cfg->control_socket,
+                          cfg);
     um_config_unref(cfg);
 
     main_history_open(d);
     main_submit_open(d);
     if (pthread_create(&mm.thread, NULL, main_milter_thread, &mm) != 0) {
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "cannot start the milter thread");
+        um_control_stop(d);
+        main_sockfile_remove(d, &sf);
         return EX_OSERR;
     }
     memset(&sa, 0, sizeof(sa));
@@ -681,34 +869,9 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     um_log_msg(&d->log, UM_LOG_INFO, "startup", "unimilter %s listening on %s", UM_VERSION, sock);
 
-    while (!atomic_load(&mm.done)) {
-        struct pollfd pfd = {main_sigpipe[0], POLLIN, 0};
-        unsigned char b;
-
-        time_t now = time(NULL);
-
-        um_notify_reap(d); /* notify commands (the submit queue waits for its own) */
-        if (now - last_save >= (time_t)main_snapshot_interval(d)) {
-            main_save_state(d, false);
-            last_save = now;
-        }
-        if (poll(&pfd, 1, 1000) <= 0)
-            continue;
-        while (read(main_sigpipe[0], &b, 1) == 1) {
-            if ((b == SIGHUP || b == SIGUSR1) && !stopping) {
-                main_reload(d, path, sock, overridden, ids->uid_for_keys);
-            } else if ((b == SIGTERM || b == SIGINT) && !stopping) {
-                stopping = true;
-                main_drain(d, &mm);
-            }
-            if (atomic_load(&mm.done) || !(pfd.revents & POLLIN))
-                break;
-            pfd.revents = 0;
-            if (poll(&pfd, 1, 0) <= 0)
-                break;
-        }
-    }
+    main_loop(d, &mm, path, sock, overridden, ids);
     pthread_join(mm.thread, NULL);
+    main_sockfile_remove(d, &sf);
     um_control_stop(d);
     um_submitq_free(d->submitq); /* no milter thread is left to queue a notice */
     d->submitq = NULL;
@@ -722,8 +885,6 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
                    (unsigned long long)hs.written, (unsigned long long)hs.dropped,
                    (unsigned long long)hs.failed);
     }
-    if (main_unix_path(sock) != NULL)
-        (void)unlink(main_unix_path(sock));
     if (!atomic_load(&mm.stop_requested)) {
         um_log_msg(&d->log, UM_LOG_ERR, "shutdown",
                    "libmilter stopped without being asked (rc=%d); exiting for a restart", mm.rc);

@@ -2,7 +2,10 @@
 # Lifecycle: SIGHUP and SIGUSR1 reload without cutting sessions (a connection keeps the
 # snapshot it started with); a bad new config is refused and the old one keeps serving;
 # a burst of SIGHUPs under traffic fails no session; SIGTERM lets a message in flight
-# finish, refuses new work, and exits 0.
+# finish, refuses new work, and exits 0. Issue 12: an idle daemon stops within 2 s (not at
+# libmilter's next 5-second look) and leaves no socket file behind, also when its start
+# fails after the sockets were made; a stream of SIGHUPs cannot postpone the rate-limit
+# snapshot.
 . "$(dirname "$0")/lib.sh"
 
 # A session that connects, waits $2 seconds, starts a message, waits $3 seconds after the
@@ -106,4 +109,63 @@ UM_RC=0; wait "$UM_PID" || UM_RC=$?
 UM_PID=
 [ "$UM_RC" = 0 ] || fail "exit status $UM_RC after SIGTERM"
 grep -q 'stopping: waiting up to 10 s for 1 message(s) in flight' "$T/log" || fail "drain not logged"
+[ ! -e "$T/um.sock" ] || fail "the milter socket stayed behind after exit"
+[ ! -e "$T/control.sock" ] || fail "the control socket stayed behind after exit"
+
+# 4. An idle daemon stops promptly: well within libmilter's 5-second poll.
+: >"$T/log"
+um_start "$T/um.conf"
+t0=$(date +%s%N)
+um_stop
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$UM_RC" = 0 ] || fail "idle stop: exit status $UM_RC"
+[ "$ms" -lt 2000 ] || fail "an idle daemon took $ms ms to stop (bound 2000)"
+echo "idle stop: $ms ms"
+[ ! -e "$T/um.sock" ] && [ ! -e "$T/control.sock" ] || fail "idle stop left a socket file"
+
+# 5. A start that fails after the milter socket was made (the control socket cannot be
+# bound) removes it again.
+write_conf "$T/bad.conf"
+sed -i "s|^control_socket = .*|control_socket = \"$T/missing/control.sock\";|" "$T/bad.conf"
+: >"$T/log"
+rc=0; "$UM_BIN" -c "$T/bad.conf" >>"$T/log" 2>&1 || rc=$?
+[ "$rc" != 0 ] || fail "started with a control socket in a missing directory"
+[ ! -e "$T/um.sock" ] || fail "a failed start left its milter socket behind"
+# Run as root and dropping to nobody, sockets in a directory nobody cannot write stay
+# behind at exit: that is said at start, with the fix.
+if [ "$(id -u)" = 0 ]; then
+    mkdir -m 0755 "$T/rootdir"
+    sed -e "s|$T/um.sock|$T/rootdir/um.sock|" -e "s|$T/control.sock|$T/rootdir/control.sock|" \
+        "$T/um.conf" >"$T/rootdir.conf"
+    : >"$T/log"
+    um_start "$T/rootdir.conf"
+    um_stop
+    grep -q "event=startup msg=\"socket $T/rootdir/um.sock: user nobody cannot write its directory $T/rootdir" "$T/log" \
+        || fail "no warning that the socket file will stay behind"
+    grep -q "event=shutdown msg=\"socket $T/rootdir/um.sock stays behind" "$T/log" \
+        || fail "the socket left behind was not reported at exit"
+fi
+
+# 6. The rate-limit snapshot is written on schedule (every 10 s here) while SIGHUPs keep
+# arriving: a stream of signals used to keep the main loop from ever reaching it.
+RLEXTRA='snapshot_interval = 10; limit = 100;' write_conf "$T/um.conf"
+rm -f "$T/rl.state"
+: >"$T/log"
+um_start "$T/um.conf"
+rl_session snap1 snapuser snap@example.org "r1@x.test r2@x.test r3@x.test" ccca
+t0=$(date +%s)
+( while kill -HUP "$UM_PID" 2>/dev/null; do :; done ) &
+burst=$!
+found=
+while [ $(($(date +%s) - t0)) -lt 16 ]; do
+    if [ -f "$T/rl.state" ] && grep -q snapuser "$T/rl.state"; then found=1; break; fi
+    sleep 0.2
+done
+kill "$burst" 2>/dev/null || true
+wait "$burst" 2>/dev/null || true
+[ -n "$found" ] || fail "no snapshot with the counted sender within 16 s during a SIGHUP stream"
+echo "snapshot after $(($(date +%s) - t0)) s of SIGHUPs"
+kill -0 "$UM_PID" || fail "the daemon died during the SIGHUP stream"
+um_stop
+[ "$UM_RC" = 0 ] || fail "exit status $UM_RC after the SIGHUP stream"
 echo "PASS t_lifecycle"
