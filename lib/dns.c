@@ -51,7 +51,17 @@
  * >= max_entries) and the keyed hash keep near one, and evicts only what it just exceeded.
  * infra-cache-max-rtt is lowered to the timeout so libunbound's own per-server retry
  * schedule fits inside it and background work for a dead server stops soon after the caller
- * has given up. Names are checked before they reach the library (no escapes, no control
+ * has given up. The price (issue 12, measured against a real unbound forwarder on
+ * 127.0.0.1): a server whose retransmit timeout reaches that cap, which takes about three
+ * timeouts in a row, is "unusable" to libunbound, which then answers SERVFAIL for every
+ * name without asking it until the server's infra entry expires: infra-host-ttl, 900 s by
+ * default (infra-keep-probing did not bring it back in our runs). A forwarder times out in
+ * libunbound's eyes whenever it is itself slow, e.g. while it retries a blackholed
+ * authoritative server for longer than our timeout; 200 such lookups made every name fail
+ * for over 7 minutes (the test stopped there), though the forwarder answered them at once.
+ * So infra-host-ttl is short (twice the timeout, 10-60 s): a forwarder marked unusable is
+ * asked again within that (tests/milter/t_dnsrecover.sh: 6 s after such an episode). A quick
+ * SERVFAIL from the forwarder is an answer and harms nothing. Names are checked before they reach the library (no escapes, no control
  * bytes). TXT rdata is parsed with every length checked against the RR's rdata length.
  */
 #include "dns.h"
@@ -712,6 +722,15 @@ dns_set_option(struct um_dns *dns, const char *opt, const char *val, struct um_e
     return UM_OK;
 }
 
+/* infra-host-ttl in seconds: twice the lookup timeout, within [10, 60]. */
+static unsigned
+dns_host_ttl(unsigned timeout_s)
+{
+    unsigned t = 2 * timeout_s;
+
+    return t < 10 ? 10 : t > 60 ? 60 : t;
+}
+
 static enum um_status
 dns_configure(struct um_dns *dns, const char *const *servers, size_t n, unsigned max_sockets,
               struct um_error *err)
@@ -724,6 +743,12 @@ dns_configure(struct um_dns *dns, const char *const *servers, size_t n, unsigned
         return um_error_set(err, UM_ETEMP, "dns: threaded mode: %s", ub_strerror(rc));
     snprintf(ms, sizeof(ms), "%u", dns->timeout_s * 1000u);
     if ((st = dns_set_option(dns, "infra-cache-max-rtt:", ms, err)) != UM_OK)
+        return st;
+    /* A server that timed out a few times is "unusable" until its entry expires (see the
+     * note at the top): keep that short, so a forwarder that was only slow for some names
+     * is asked again within seconds, not 15 minutes. */
+    snprintf(ms, sizeof(ms), "%u", dns_host_ttl(dns->timeout_s));
+    if ((st = dns_set_option(dns, "infra-host-ttl:", ms, err)) != UM_OK)
         return st;
     if (max_sockets > 0) {
         /* At most this many UDP sockets at once; further queries wait for one. */
