@@ -806,8 +806,8 @@ dns_start_worker(struct um_dns *dns, struct um_error *err)
 {
     struct ub_result *r = NULL;
     char reason[128] = "";
-    enum um_status st = dns_resolve(dns, "localhost.", UM_DNS_TYPE_A, &r, reason,
-                                    sizeof(reason), err);
+    enum um_status st =
+        dns_resolve(dns, "localhost.", UM_DNS_TYPE_A, &r, reason, sizeof(reason), err);
 
     if (st != UM_OK)
         return st;

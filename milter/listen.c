@@ -233,8 +233,8 @@ um_listen_init(struct um_logger *log, struct um_listen_budget *b)
                        (unsigned long)rl.rlim_cur, (unsigned long)rl.rlim_max,
                        um_strerror(errno, eb, sizeof(eb)));
     }
-    g.limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)INT_MAX ? INT_MAX
-                                                                             : (long)rl.rlim_cur;
+    g.limit =
+        rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)INT_MAX ? INT_MAX : (long)rl.rlim_cur;
     g.reserve = (unsigned)(g.limit / 8);
     if (g.reserve < LISTEN_RESERVE_MIN)
         g.reserve = LISTEN_RESERVE_MIN;

@@ -486,7 +486,8 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "ratelimit.backend changed: takes effect at the next restart");
     if ((old->control_socket == NULL) != (nrt->cfg->control_socket == NULL)
-        || (old->control_socket != NULL && strcmp(old->control_socket, nrt->cfg->control_socket) != 0)
+        || (old->control_socket != NULL
+            && strcmp(old->control_socket, nrt->cfg->control_socket) != 0)
         || old->control_socket_mode != nrt->cfg->control_socket_mode
         || (old->control_socket_group == NULL) != (nrt->cfg->control_socket_group == NULL)
         || (old->control_socket_group != NULL
@@ -806,8 +807,7 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     um_log_msg(&d->log, UM_LOG_INFO, "startup",
                "file descriptors: limit %ld (soft limit was %lu), %u kept in reserve, at most "
                "%u for DNS",
-               budget.limit, (unsigned long)budget.soft_before, budget.reserve,
-               budget.dns_sockets);
+               budget.limit, (unsigned long)budget.soft_before, budget.reserve, budget.dns_sockets);
     /* The shared resolver starts threads: after the signal mask, before anything serves. */
     if (main_start_inbound(d, ids->uid_for_keys, budget.dns_sockets) != 0) {
         um_config_unref(cfg);
@@ -844,7 +844,8 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     }
     main_check_socket_dir(d, "socket", sf.path, cfg);
     main_check_socket_dir(d, "control socket",
-                          cfg->control_socket != NULL && strncmp(cfg->control_socket, "unix:", 5) == 0
+                          cfg->control_socket != NULL
+                                  && strncmp(cfg->control_socket, "unix:", 5) == 0
                               ? cfg->control_socket + 5
                               : cfg->control_socket,
                           cfg);
