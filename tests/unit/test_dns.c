@@ -994,6 +994,50 @@ test_parallel(void **state)
     um_dns_free(dns);
 }
 
+/* Threads of this process, from /proc/self/status. */
+static int
+count_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+
+    if (f == NULL)
+        fail_msg("/proc/self/status: cannot open");
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    }
+    fclose(f);
+    return n;
+}
+
+/*
+ * Issue 12: nothing of the resolver may be made by the first lookup. libunbound built its
+ * worker (thread, event base, pipes) then, and libevent exit()s the process when no
+ * descriptor is left for it, which under a descriptor shortage killed the daemon. After
+ * um_dns_new(), lookups (an answer, a timeout) start no thread.
+ */
+static void
+test_started_at_new(void **state)
+{
+    struct um_dns *dns = new_dns(*state, 1);
+    struct um_dns_txt t;
+    struct um_error err = {0};
+    int before = count_threads();
+
+    assert_int_equal(um_dns_txt(dns, "multi-started.t", &t, &err), UM_OK);
+    assert_int_equal(t.result, UM_DNS_OK);
+    um_dns_txt_fini(&t);
+    assert_int_equal(um_dns_txt(dns, "silent-started.t", &t, &err), UM_OK);
+    assert_int_equal(t.result, UM_DNS_TEMPFAIL);
+    um_dns_txt_fini(&t);
+    if (count_threads() != before)
+        fail_msg("threads: %d after um_dns_new, %d after the first lookups", before,
+                 count_threads());
+    um_dns_free(dns);
+}
+
 int
 main(void)
 {
@@ -1012,6 +1056,7 @@ main(void)
         cmocka_unit_test(test_cache_qtypes),
         cmocka_unit_test(test_cache_bound),
         cmocka_unit_test(test_parallel),
+        cmocka_unit_test(test_started_at_new),
     };
 
     return cmocka_run_group_tests(tests, setup_responder, teardown_responder);
