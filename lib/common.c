@@ -1,8 +1,10 @@
 /*
- * common.c - error helpers
+ * common.c - error helpers, ASCII case folding
  *
  * Design note: errors are formatted into the caller's fixed buffer with vsnprintf, which
- * truncates instead of allocating, so reporting an ENOMEM can never itself fail.
+ * truncates instead of allocating, so reporting an ENOMEM can never itself fail. Case
+ * folding is ASCII arithmetic (um_ascii_tolower in common.h), never tolower(3): the names
+ * we fold are protocol tokens, and a locale must not change which keys or domains match.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
@@ -63,15 +65,17 @@ um_str_eq_ci(struct um_str s, const char *lit)
     if (s.len != n)
         return false;
     for (size_t i = 0; i < n; i++) {
-        unsigned char a = (unsigned char)s.p[i], b = (unsigned char)lit[i];
-        if (a >= 'A' && a <= 'Z')
-            a = (unsigned char)(a - 'A' + 'a');
-        if (b >= 'A' && b <= 'Z')
-            b = (unsigned char)(b - 'A' + 'a');
-        if (a != b)
+        if (um_ascii_tolower((unsigned char)s.p[i]) != um_ascii_tolower((unsigned char)lit[i]))
             return false;
     }
     return true;
+}
+
+void
+um_ascii_lower(char *dst, const char *src, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dst[i] = (char)um_ascii_tolower((unsigned char)src[i]);
 }
 
 int

@@ -3,7 +3,9 @@
  *
  * DESCRIPTION  enum um_status is what fallible functions return; struct um_error is the
  *              caller-owned buffer that says why (no global error state); struct um_str is
- *              a borrowed byte range that is never assumed NUL-terminated.
+ *              a borrowed byte range that is never assumed NUL-terminated. The ASCII case
+ *              helpers are the only case folding lib/ and milter/ do: protocol names (DNS,
+ *              header fields, tags) fold A-Z only, so they never consult the locale.
  * THREADS      Everything here is reentrant.
  * ERRORS       um_error_set() truncates silently at sizeof(msg) - 1 bytes.
  */
@@ -13,6 +15,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #define UM_NODISCARD __attribute__((warn_unused_result))
 #define UM_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -38,6 +41,25 @@ struct um_str {
 };
 
 #define UM_STR(lit) ((struct um_str){(lit), sizeof(lit) - 1})
+
+/* The byte range of a C string; NULL gives the empty range "" (p is never NULL). */
+static inline struct um_str
+um_str_of(const char *s)
+{
+    return (struct um_str){s != NULL ? s : "", s != NULL ? strlen(s) : 0};
+}
+
+/* c with A-Z mapped to a-z; any other value (other bytes, negative chars, EOF) unchanged.
+ * Unlike tolower(3) it ignores the locale. */
+static inline int
+um_ascii_tolower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* Writes len bytes of src, A-Z lower-cased, to dst (dst == src lower-cases in place; other
+ * overlaps are not allowed). Adds no NUL. */
+void um_ascii_lower(char *dst, const char *src, size_t len);
 
 /* Sets err (if not NULL) and returns code, so callers can "return um_error_set(...)". */
 enum um_status um_error_set(struct um_error *err, enum um_status code, const char *fmt, ...)
