@@ -346,11 +346,7 @@ um_authres_is_ours(struct um_str value, const char *authserv_id)
         b = (unsigned char)authserv_id[k];
         if (b == '\0')
             return false;
-        if (a >= 'A' && a <= 'Z')
-            a = (unsigned char)(a - 'A' + 'a');
-        if (b >= 'A' && b <= 'Z')
-            b = (unsigned char)(b - 'A' + 'a');
-        if (a != b)
+        if (um_ascii_tolower(a) != um_ascii_tolower(b))
             return false;
         k++;
     }

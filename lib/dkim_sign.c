@@ -627,10 +627,8 @@ canon_header_relaxed(struct canon_out *o, struct um_str name, struct um_str valu
 
     while (nlen > 0 && canon_is_wsp(name.p[nlen - 1]))
         nlen--;
-    for (size_t i = 0; i < nlen; i++) {
-        char c = name.p[i];
-        canon_out_byte(o, c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c);
-    }
+    for (size_t i = 0; i < nlen; i++)
+        canon_out_byte(o, (char)um_ascii_tolower((unsigned char)name.p[i]));
     canon_out_byte(o, ':');
     for (size_t i = 0; i < value.len; i++) {
         char c = value.p[i];

@@ -94,7 +94,7 @@ dm_letter(struct um_str v, const char *allowed)
 
     if (v.len != 1)
         return 0;
-    c = (char)tolower((unsigned char)v.p[0]);
+    c = (char)um_ascii_tolower((unsigned char)v.p[0]);
     return strchr(allowed, c) != NULL && c != '\0' ? c : 0;
 }
 
@@ -371,7 +371,7 @@ dm_norm(const char *d, char *out, size_t outlen)
         unsigned char c = (unsigned char)d[i];
         if (c <= 0x20 || c >= 0x7f || (c == '.' && (i == 0 || d[i - 1] == '.')))
             return false;
-        out[i] = (char)tolower(c);
+        out[i] = (char)um_ascii_tolower(c);
     }
     out[n] = '\0';
     return true;

@@ -41,12 +41,6 @@ struct um_keyrule {
     size_t n, cap;
 };
 
-static char
-keyrule_lower(char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
 static bool
 keyrule_ldh(unsigned char c)
 {
@@ -114,8 +108,10 @@ keyrule_dup(const char *s, size_t n, bool lower)
 
     if (d == NULL)
         return NULL;
-    for (size_t i = 0; i < n; i++)
-        d[i] = lower ? keyrule_lower(s[i]) : s[i];
+    if (lower)
+        um_ascii_lower(d, s, n);
+    else
+        memcpy(d, s, n);
     d[n] = '\0';
     return d;
 }
@@ -357,7 +353,7 @@ keyrule_addr_domain(const char *p, size_t s, size_t e, bool bare, char *buf, siz
             return um_error_set(err, UM_EINVAL, "from: white space inside the domain");
         if (n + 1 >= buflen || n >= UM_KEYRULE_DOMAIN_MAX + 1)
             return um_error_set(err, UM_EINVAL, "from: domain too long");
-        buf[n++] = keyrule_lower((char)c);
+        buf[n++] = (char)um_ascii_tolower(c);
         prev = (char)c;
         gap = false;
         i++;

@@ -83,6 +83,13 @@ um_log_escape(char *dst, size_t dstlen, const char *val, size_t len)
     return o;
 }
 
+const char *
+um_log_escaped(char *dst, size_t dstlen, const char *val, size_t len)
+{
+    (void)um_log_escape(dst, dstlen, val, len);
+    return dst;
+}
+
 void
 um_logline_init(struct um_logline *l, const char *sess, const char *event)
 {

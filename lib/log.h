@@ -67,6 +67,8 @@ void um_log_msg(const struct um_logger *lg, enum um_log_level level, const char 
 
 /* Escapes len bytes of val into dst (always NUL-terminated); returns bytes written. */
 size_t um_log_escape(char *dst, size_t dstlen, const char *val, size_t len);
+/* The same, returning dst: untrusted bytes as a printf argument in an error message. */
+const char *um_log_escaped(char *dst, size_t dstlen, const char *val, size_t len);
 
 const char *um_log_level_name(enum um_log_level level);
 /* "err", "warning", "info", "debug" -> level; UM_EINVAL for anything else. */

@@ -78,20 +78,6 @@
 
 /* --- small helpers ------------------------------------------------------------------ */
 
-static unsigned char
-rl_lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
-}
-
-/* Printable rendering of untrusted bytes for an error message. */
-static const char *
-rl_quote(const char *p, size_t len, char *buf, size_t size)
-{
-    (void)um_log_escape(buf, size, p, len); /* the one escaper: lib/log.c */
-    return buf;
-}
-
 /* Lower-cases key into buf (UM_RATELIMIT_KEY_MAX + 1 bytes). */
 static enum um_status
 rl_norm(struct um_str key, char *buf, struct um_error *err)
@@ -102,8 +88,7 @@ rl_norm(struct um_str key, char *buf, struct um_error *err)
         return RL_FAIL(err, UM_EINVAL, "ratelimit: key of %zu bytes (max %d)", key.len,
                        UM_RATELIMIT_KEY_MAX);
     }
-    for (size_t i = 0; i < key.len; i++)
-        buf[i] = (char)rl_lower((unsigned char)key.p[i]);
+    um_ascii_lower(buf, key.p, key.len);
     buf[key.len] = '\0';
     return UM_OK;
 }
@@ -198,11 +183,11 @@ um_ratelimit_pattern_check(struct um_str pattern, struct um_error *err)
         size_t skip = (pattern.len > 1 && pattern.p[1] == '.') ? 2 : 1;
         if (pattern.len == skip) {
             return RL_FAIL(err, UM_EINVAL, "ratelimit: pattern \"%s\" has no domain",
-                           rl_quote(pattern.p, pattern.len, q, sizeof(q)));
+                           um_log_escaped(q, sizeof(q), pattern.p, pattern.len));
         }
         if (memchr(pattern.p + 1, '@', pattern.len - 1) != NULL) {
             return RL_FAIL(err, UM_EINVAL, "ratelimit: pattern \"%s\" has '@' inside its domain",
-                           rl_quote(pattern.p, pattern.len, q, sizeof(q)));
+                           um_log_escaped(q, sizeof(q), pattern.p, pattern.len));
         }
     }
     return UM_OK;
@@ -248,8 +233,7 @@ rl_rule_add(struct um_ratelimit_policy *p, const struct um_ratelimit_rule *r, si
     dst->pat = malloc(dst->len + 1);
     if (dst->pat == NULL)
         return RL_FAIL(err, UM_ENOMEM, "ratelimit: out of memory");
-    for (size_t j = 0; j < dst->len; j++)
-        dst->pat[j] = (char)rl_lower((unsigned char)r->pattern.p[skip + j]);
+    um_ascii_lower(dst->pat, r->pattern.p + skip, dst->len);
     dst->pat[dst->len] = '\0';
     dst->exempt = r->kind == UM_RATELIMIT_RULE_EXEMPT;
     dst->limit = dst->exempt ? 0 : r->limit;
@@ -272,7 +256,7 @@ rl_rules_sort(struct rl_rules *r, const struct um_ratelimit_rule *rules, struct 
         if (rl_bytes_cmp(a->pat, a->len, b->pat, b->len) == 0) {
             const struct um_str orig = rules[b->index].pattern;
             return RL_FAIL(err, UM_EINVAL, "rule %zu: duplicate pattern \"%s\"", b->index + 1,
-                           rl_quote(orig.p, orig.len, q, sizeof(q)));
+                           um_log_escaped(q, sizeof(q), orig.p, orig.len));
         }
     }
     return UM_OK;
@@ -969,7 +953,7 @@ um_ratelimit_reset(struct um_ratelimit *rl, struct um_str key, struct um_error *
     (void)pthread_mutex_unlock(&sh->mu);
     if (e == NULL) {
         return RL_FAIL(err, UM_ENOENT, "ratelimit: \"%s\" is not tracked",
-                       rl_quote(k, key.len, q, sizeof(q)));
+                       um_log_escaped(q, sizeof(q), k, key.len));
     }
     return UM_OK;
 }
@@ -1360,10 +1344,10 @@ rl_parse_record(const char *line, struct rl_rec *r, const char **why)
                 *why = "bad %-escape in key";
                 return false;
             }
-            key[klen++] = (char)rl_lower((unsigned char)(hi * 16 + lo));
+            key[klen++] = (char)um_ascii_tolower(hi * 16 + lo);
             p += 3;
         } else if (c > 0x20 && c < 0x7f) {
-            key[klen++] = (char)rl_lower(c);
+            key[klen++] = (char)um_ascii_tolower(c);
             p++;
         } else {
             *why = "bad byte in key";
@@ -1573,7 +1557,7 @@ rl_parse_file(FILE *f, const char *path, struct rl_recs *recs, size_t *good, boo
     if ((dup_line = rl_check_dups(recs, good)) != 0) {
         const struct rl_rec *d = &recs->v[*good];
         return RL_FAIL(err, UM_EINVAL, "ratelimit: %s: line %zu: duplicate key \"%s\"", path,
-                       dup_line, rl_quote(d->key, d->key_len, q, sizeof(q)));
+                       dup_line, um_log_escaped(q, sizeof(q), d->key, d->key_len));
     }
     if (st != UM_OK)
         return st; /* the end line's count (err set by rl_parse_end) */

@@ -185,20 +185,6 @@ rr_tv(uint64_t ms)
     return tv;
 }
 
-static unsigned char
-rr_lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
-}
-
-/* Printable rendering of untrusted bytes, as ratelimit.c's rl_quote(). */
-static const char *
-rr_quote(const char *p, size_t len, char *buf, size_t size)
-{
-    (void)um_log_escape(buf, size, p, len); /* the one escaper: lib/log.c */
-    return buf;
-}
-
 static enum um_status
 rr_check_key(struct um_str key, struct um_error *err)
 {
@@ -232,7 +218,7 @@ rr_names(const struct um_rlredis *r, struct um_str key, char *z, char *m)
     memcpy(z, r->prefix, o);
     z[o++] = '{';
     for (size_t i = 0; i < key.len; i++) {
-        unsigned char c = rr_lower((unsigned char)key.p[i]);
+        unsigned char c = (unsigned char)um_ascii_tolower((unsigned char)key.p[i]);
         z[o++] = hex[c >> 4];
         z[o++] = hex[c & 15];
     }
@@ -809,10 +795,9 @@ um_rlredis_reset(struct um_rlredis *r, struct um_str key, struct um_error *err)
     deleted = rep->integer;
     freeReplyObject(rep);
     if (deleted == 0) {
-        for (size_t i = 0; i < key.len; i++)
-            k[i] = (char)rr_lower((unsigned char)key.p[i]);
+        um_ascii_lower(k, key.p, key.len);
         return RR_FAIL(err, UM_ENOENT, "ratelimit: \"%s\" is not tracked",
-                       rr_quote(k, key.len, q, sizeof(q)));
+                       um_log_escaped(q, sizeof(q), k, key.len));
     }
     return UM_OK;
 }

@@ -389,7 +389,7 @@ um_report_rua_parse(struct um_str uri, char *addr, size_t addrlen, uint64_t *lim
         }
         if (j < uri.len) {
             static const char units[] = "kmgt";
-            const char *u = strchr(units, uri.p[j] | 0x20);
+            const char *u = strchr(units, um_ascii_tolower((unsigned char)uri.p[j]));
             if (u == NULL || uri.p[j] == '\0' || j + 1 != uri.len)
                 return um_error_set(err, UM_EINVAL, "rua: bad size limit");
             for (long k = 0; k <= u - units; k++)
@@ -498,9 +498,7 @@ report_fetch_rua(struct report_run *r, const char *domain, struct rua *rua, size
                         rua[*n].limit = lim;
                         (void)snprintf(rua[*n].domain, sizeof(rua[*n].domain), "%s",
                                        strrchr(rua[*n].addr, '@') + 1);
-                        for (char *c = rua[*n].domain; *c != '\0'; c++)
-                            if (*c >= 'A' && *c <= 'Z')
-                                *c = (char)(*c + 32);
+                        um_ascii_lower(rua[*n].domain, rua[*n].domain, strlen(rua[*n].domain));
                         (*n)++;
                         ret = 1;
                     }

@@ -53,7 +53,6 @@
 #include "buf.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,7 +332,7 @@ ri_token(const char *v, size_t vlen, char *out, size_t outlen)
     while (i < vlen && (v[i] == ' ' || v[i] == '\t'))
         i++;
     for (; i < vlen && v[i] != ';' && v[i] != ' ' && v[i] != '\t' && n + 1 < outlen; i++)
-        out[n++] = (char)tolower((unsigned char)v[i]);
+        out[n++] = (char)um_ascii_tolower((unsigned char)v[i]);
     out[n] = '\0';
 }
 
@@ -725,7 +724,7 @@ ri_text(struct ri_parse *ps, const xmlNode *parent, const char *local, bool requ
             return um_error_set(ps->err, UM_EINVAL, "%s: %s<%s> contains a control character",
                                 ps->name, ps->where, local);
         if (lower && ch < 0x80)
-            buf[s] = (char)tolower(ch);
+            buf[s] = (char)um_ascii_tolower(ch);
     }
     if (len == 0 && required)
         return um_error_set(ps->err, UM_EINVAL, "%s: %s<%s> is empty", ps->name, ps->where, local);

@@ -48,12 +48,6 @@ senderkey_is_fws(unsigned char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static unsigned char
-senderkey_lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
-}
-
 static struct um_str
 senderkey_trim(struct um_str s)
 {
@@ -340,8 +334,7 @@ senderkey_put(struct um_senderkey *out, enum um_senderkey_source src, struct um_
                        um_senderkey_source_name(src), plen + value.len, UM_SENDERKEY_MAX);
     }
     memcpy(out->key, prefix, plen);
-    for (size_t i = 0; i < value.len; i++)
-        out->key[plen + i] = (char)senderkey_lower((unsigned char)value.p[i]);
+    um_ascii_lower(out->key + plen, value.p, value.len);
     out->len = plen + value.len;
     out->key[out->len] = '\0';
     out->source = src;
