@@ -53,6 +53,7 @@
 #include <openssl/x509.h>
 
 #include "buf.h"
+#include "domain.h"
 
 #define SIGN_NAME_MAX   128  /* key names, for error messages only */
 #define SIGN_CANON_BUF  8192 /* body canonicalization output, hashed when full */
@@ -146,31 +147,6 @@ sign_strdup(const char *s)
     return d;
 }
 
-/* DNS name: LDH labels separated by dots (we never sign for anything else). */
-static bool
-sign_domain_ok(const char *s, bool allow_underscore)
-{
-    size_t n = strlen(s), label = 0;
-
-    if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '.') {
-            if (label == 0)
-                return false;
-            label = 0;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '-' || (allow_underscore && c == '_')))
-            return false;
-        if (++label > 63)
-            return false;
-    }
-    return true;
-}
-
 static bool
 sign_suffix_ci(const char *s, size_t slen, const char *suf)
 {
@@ -193,7 +169,7 @@ sign_identity_ok(const char *i, const char *d)
         if (c <= ' ' || c >= 0x7f || c == ';' || c == '"')
             return false;
     }
-    if (!sign_domain_ok(at + 1, false))
+    if (!um_domain_is_valid(um_str_of(at + 1), 0))
         return false;
     dl = strlen(at + 1);
     if (um_str_eq_ci((struct um_str){at + 1, dl}, d))
@@ -224,9 +200,12 @@ sign_spec_check(const struct um_dkim_sign_keyspec *spec, struct um_error *err)
 
     if (spec->name == NULL || spec->name[0] == '\0' || strlen(spec->name) > SIGN_NAME_MAX)
         return um_error_set(err, UM_EINVAL, "dkim key: missing or overlong key name");
-    if (spec->domain == NULL || !sign_domain_ok(spec->domain, false))
+    /* RFC 6376 3.5: d= is a domain-name and s= a selector, both RFC 5321 sub-domains (host
+     * name labels); selectors may carry '_' in practice */
+    if (spec->domain == NULL || !um_domain_is_valid(um_str_of(spec->domain), 0))
         return um_error_set(err, UM_EINVAL, "dkim key \"%s\": bad domain (d=)", name);
-    if (spec->selector == NULL || !sign_domain_ok(spec->selector, true))
+    if (spec->selector == NULL
+        || !um_domain_is_valid(um_str_of(spec->selector), UM_DOMAIN_UNDERSCORE))
         return um_error_set(err, UM_EINVAL, "dkim key \"%s\": bad selector (s=)", name);
     if (spec->identity != NULL && !sign_identity_ok(spec->identity, spec->domain))
         return um_error_set(err, UM_EINVAL,

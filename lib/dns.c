@@ -81,6 +81,7 @@
 
 #include <unbound.h>
 
+#include "domain.h"
 #include "hash.h"
 
 #define DNS_CLASS_IN       1
@@ -226,30 +227,8 @@ um_dns_server_valid(const char *s, const char **why)
 bool
 um_dns_name_valid(const char *name)
 {
-    size_t len, label = 0;
-
-    if (name == NULL)
-        return false;
-    len = strlen(name);
-    if (len > 0 && name[len - 1] == '.')
-        len--;
-    if (len == 0 || len > UM_DNS_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-
-        if (c == '.') {
-            if (label == 0)
-                return false;
-            label = 0;
-            continue;
-        }
-        if (c < 0x21 || c > 0x7e || c == '\\')
-            return false;
-        if (++label > 63)
-            return false;
-    }
-    return label > 0;
+    return name != NULL
+           && um_domain_is_valid(um_str_of(name), UM_DOMAIN_FINAL_DOT | UM_DOMAIN_PRINTABLE);
 }
 
 /* --- the answer cache ------------------------------------------------------------------ */
@@ -273,11 +252,7 @@ dns_cache_key(const char *name, int qtype, unsigned char key[DNS_KEY_MAX])
         len--;
     key[0] = (unsigned char)((unsigned)qtype >> 8);
     key[1] = (unsigned char)qtype;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-
-        key[2 + i] = c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
-    }
+    um_ascii_lower((char *)key + 2, name, len);
     return 2 + len;
 }
 

@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "domain.h"
+
 struct keyrule_rule {
     char *pattern; /* normalised: "example.com", "*.example.com" or "*" */
     char *keys[UM_KEYRULE_MAX_KEYS];
@@ -47,24 +49,12 @@ keyrule_ldh(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
 }
 
-/* A host name: LDH labels of 1..63 bytes, dots between, 1..253 bytes in all. */
+/* A domain as a From header may write it (RFC 5322 dot-atom: a hyphen may start or end a
+ * label) and as a rule names it: LDH labels of 1..63 bytes, 1..253 bytes in all. */
 static bool
 keyrule_hostname_ok(const char *s, size_t n)
 {
-    size_t label = 0;
-
-    if (n == 0 || n > UM_KEYRULE_DOMAIN_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '.') {
-            if (label == 0)
-                return false;
-            label = 0;
-        } else if (!keyrule_ldh((unsigned char)s[i]) || ++label > 63) {
-            return false;
-        }
-    }
-    return label > 0;
+    return um_domain_is_valid((struct um_str){s, n}, UM_DOMAIN_EDGE_HYPHEN);
 }
 
 enum um_status

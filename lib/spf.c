@@ -61,6 +61,8 @@
 #include <spf2/spf.h>
 #include <spf2/spf_dns.h>
 
+#include "domain.h"
+
 #define SPF_NAME_BUF   1024 /* decoded names: 255 wire bytes -> at most ~1020 text bytes */
 #define SPF_MAX_EXPECT UM_SPF_MAX_MX_PTR
 
@@ -1097,27 +1099,13 @@ um_spf_free(struct um_spf *spf)
 
 /* ---- the check ---------------------------------------------------------------------------- */
 
-/* RFC 7208 4.3: a domain we can evaluate (labels 1..63, more than one label, <= 253). */
+/* RFC 7208 4.3: a domain we can evaluate (labels 1..63, more than one label, <= 253); it
+ * names no other malformation, so any byte may stand in a label. */
 static bool
 spf_domain_ok(const char *d)
 {
-    size_t len = strlen(d), lab = 0, labels = 0;
-
-    if (len > 0 && d[len - 1] == '.')
-        len--;
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i <= len; i++) {
-        if (i == len || d[i] == '.') {
-            if (lab == 0 || lab > 63)
-                return false;
-            labels++;
-            lab = 0;
-        } else {
-            lab++;
-        }
-    }
-    return labels > 1;
+    return um_domain_is_valid(um_str_of(d),
+                              UM_DOMAIN_FINAL_DOT | UM_DOMAIN_ANY_BYTE | UM_DOMAIN_TWO_LABELS);
 }
 
 static enum um_auth

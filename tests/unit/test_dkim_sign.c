@@ -381,7 +381,28 @@ test_dkim_sign_key_load(void **state)
                                          .selector = "s", .allowed_uid = getuid()};
     assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
     assert_string_equal(err.msg, "dkim key \"k\": bad domain (d=)");
+    /* RFC 6376 3.5 (RFC 5321 sub-domain): no label of d= or s= starts or ends with '-' */
+    spec.domain = "-example.com";
+    assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
+    assert_string_equal(err.msg, "dkim key \"k\": bad domain (d=)");
+    spec.domain = "example-.com";
+    assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
+    assert_string_equal(err.msg, "dkim key \"k\": bad domain (d=)");
     spec.domain = "example.com";
+    spec.selector = "s-";
+    assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
+    assert_string_equal(err.msg, "dkim key \"k\": bad selector (s=)");
+    spec.selector = "s_1.-2026";
+    assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
+    assert_string_equal(err.msg, "dkim key \"k\": bad selector (s=)");
+    spec.selector = "s_1.x-2026"; /* '_' and inner hyphens stay allowed */
+    assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_OK);
+    um_dkim_sign_key_free(k);
+    spec.selector = "s";
+    spec.identity = "user@-mail.example.com";
+    assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
+    assert_string_equal(err.msg,
+                        "dkim key \"k\": identity (i=) must be in domain example.com or below it");
     spec.identity = "user@example.org";
     assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
     assert_string_equal(err.msg,

@@ -247,10 +247,8 @@ respond(struct responder *r, const unsigned char *q, size_t qlen, const struct s
         zone = qend;
         if (nl > 0)
             name[nl++] = '.';
-        for (size_t i = 0; i < ll; i++) {
-            unsigned char c = q[qend + 1 + i];
-            name[nl++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-        }
+        um_ascii_lower(name + nl, (const char *)q + qend + 1, ll);
+        nl += ll;
         name[nl] = '\0';
         qend += 1u + ll;
     }
@@ -696,8 +694,7 @@ test_cache_negative(void **state)
         unsigned before;
 
         snprintf(lower, sizeof(lower), "%s", cases[i].name);
-        for (char *c = lower; *c != '\0'; c++)
-            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+        um_ascii_lower(lower, lower, strlen(lower));
         lower[strcspn(lower, ".") + 2] = '\0'; /* "x.t." -> "x.t" */
         before = responder_count(r, lower);
         b = query(dns, cases[i].name, UM_DNS_TYPE_TXT);
