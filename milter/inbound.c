@@ -31,12 +31,6 @@
 
 #define UM_IB_MAX_FROM 8
 
-static struct um_str
-ib_str(const char *s)
-{
-    return (struct um_str){s != NULL ? s : "", s != NULL ? strlen(s) : 0};
-}
-
 static bool
 ib_is_loopback(const struct conn_ctx *cc)
 {
@@ -146,7 +140,7 @@ ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
     (void)ctx;
     if (strcasecmp(name, "Authentication-Results") == 0) {
         m->nar_seen++;
-        if (um_authres_is_ours(ib_str(value), cc->cfg->authserv_id) && !ib_forged_mark(m))
+        if (um_authres_is_ours(um_str_of(value), cc->cfg->authserv_id) && !ib_forged_mark(m))
             m->ar_lost = true;
     }
     if (strcasecmp(name, "From") == 0) {
@@ -168,7 +162,8 @@ ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
             return;
         }
     }
-    if (m->dkv != NULL && um_dkim_verify_header(m->dkv, ib_str(name), ib_str(value), &err) != UM_OK)
+    if (m->dkv != NULL
+        && um_dkim_verify_header(m->dkv, um_str_of(name), um_str_of(value), &err) != UM_OK)
         ib_dkim_fail(cc, err.msg);
 }
 
@@ -284,7 +279,7 @@ ib_authres(struct conn_ctx *cc, struct ib_outcome *o, char **out)
         return;
     if (m->spf_done) {
         ar_add(ar, "spf", m->spf.result, m->spf.reason);
-        ar_prop(ar, m->spf.ar_ptype, m->spf.ar_prop, ib_str(m->spf.ar_value));
+        ar_prop(ar, m->spf.ar_ptype, m->spf.ar_prop, um_str_of(m->spf.ar_value));
     }
     if (o->have_dkim) {
         if (o->dkim.nsigs == 0) {
@@ -294,20 +289,20 @@ ib_authres(struct conn_ctx *cc, struct ib_outcome *o, char **out)
             const struct um_dkim_verify_sig *s = &o->dkim.sigs[i];
             ar_add(ar, "dkim", ib_dkim_auth(s->result),
                    s->result == UM_DKIM_VERIFY_PASS ? NULL : s->reason);
-            ar_prop(ar, "header", "d", ib_str(s->d));
-            ar_prop(ar, "header", "i", ib_str(s->i));
-            ar_prop(ar, "header", "s", ib_str(s->s));
-            ar_prop(ar, "header", "a", ib_str(s->a));
-            ar_prop(ar, "header", "b", ib_str(s->b));
+            ar_prop(ar, "header", "d", um_str_of(s->d));
+            ar_prop(ar, "header", "i", um_str_of(s->i));
+            ar_prop(ar, "header", "s", um_str_of(s->s));
+            ar_prop(ar, "header", "a", um_str_of(s->a));
+            ar_prop(ar, "header", "b", um_str_of(s->b));
         }
     }
     if (o->have_dmarc) {
         const char *pol = um_dmarc_policy_name(o->dmarc.policy);
         ar_add(ar, "dmarc", ib_dmarc_auth(o->dmarc.result),
                o->dmarc.result == UM_DMARC_RESULT_PASS ? NULL : o->dmarc.reason);
-        ar_prop(ar, "header", "from", ib_str(o->dmarc.from_domain));
+        ar_prop(ar, "header", "from", um_str_of(o->dmarc.from_domain));
         if (o->dmarc.policy != UM_DMARC_POLICY_UNSET)
-            ar_prop(ar, "policy", "dmarc", ib_str(pol));
+            ar_prop(ar, "policy", "dmarc", um_str_of(pol));
     } else if (o->from_status != 0 && cc->cfg->inbound.dmarc) {
         ar_add(ar, "dmarc", UM_AUTH_PERMERROR,
                o->from_status == 1 ? "no usable From address" : "several From headers or authors");
@@ -516,7 +511,7 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
         struct um_str vals[UM_IB_MAX_FROM];
         enum um_status st;
         for (size_t i = 0; i < m->nfrom; i++)
-            vals[i] = ib_str(m->from[i]);
+            vals[i] = um_str_of(m->from[i]);
         if (m->nfrom_seen > m->nfrom)
             st = UM_ELIMIT;
         else

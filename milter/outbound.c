@@ -28,12 +28,6 @@ ob_is_local(const struct conn_ctx *cc)
     return loopback && cc->client_name != NULL && strcasecmp(cc->client_name, "localhost") == 0;
 }
 
-static struct um_str
-ob_str(const char *s)
-{
-    return (struct um_str){s != NULL ? s : "", s != NULL ? strlen(s) : 0};
-}
-
 /* Derives the sender key; false (and rl_on cleared) when no source gives one. */
 static bool
 ob_derive_key(struct conn_ctx *cc)
@@ -43,10 +37,10 @@ ob_derive_key(struct conn_ctx *cc)
     struct um_error err = {0};
     enum um_status st;
 
-    in.sasl_login = ob_str(m->auth_authen);
-    in.sender = ob_str(m->envfrom);
-    in.client_ip = ob_str(cc->client_ip);
-    in.received = ob_str(m->received);
+    in.sasl_login = um_str_of(m->auth_authen);
+    in.sender = um_str_of(m->envfrom);
+    in.client_ip = um_str_of(cc->client_ip);
+    in.received = um_str_of(m->received);
     if (m->rl_at_eom && cc->rt->order_has_uid && m->received == NULL
         && !atomic_exchange(&cc->d->warned_uid, true))
         um_log_msg(&cc->d->log, UM_LOG_WARNING, "ratelimit",
@@ -329,7 +323,7 @@ ob_sign_start(struct conn_ctx *cc)
                 nfrom++;
                 break;
             }
-            froms[nfrom++] = ob_str(m->hdr[i].value);
+            froms[nfrom++] = um_str_of(m->hdr[i].value);
         }
     }
     if (nfrom > sizeof(froms) / sizeof(froms[0])
@@ -367,7 +361,8 @@ ob_sign_start(struct conn_ctx *cc)
         return;
     }
     for (size_t i = 0; i < m->nhdr_kept; i++) {
-        if (um_dkim_sign_header(m->sign, ob_str(m->hdr[i].name), ob_str(m->hdr[i].value), &err)
+        if (um_dkim_sign_header(m->sign, um_str_of(m->hdr[i].name), um_str_of(m->hdr[i].value),
+                                &err)
             != UM_OK) {
             ob_sign_fail(cc, err.msg);
             return;
