@@ -5,10 +5,10 @@
  * completely in _new because dkim_options() and the callback setters are unlocked; afterwards
  * sessions only create DKIM handles, which libopendkim documents as safe from many threads.
  *
- * DNS: libopendkim's query callbacks (libraries.md 2.5) call our key-query function
+ * DNS: libopendkim's query callbacks (doc/libraries.md 3.1) call our key-query function
  * synchronously from dkim_eom(); "start" copies a reply packet into libopendkim's 8 KiB
  * buffer and "waitreply" hands over its length. libopendkim parses the packet itself
- * (rcode, ancount, CNAME skipping, TXT joining). The traps the notes list are avoided: a
+ * (rcode, ancount, CNAME skipping, TXT joining). The traps of doc/libraries.md 3.2 are avoided: a
  * TEMPFAIL (SERVFAIL, timeout, an oversized reply) returns DKIM_DNS_ERROR, which becomes
  * KEYFAIL = temperror (a SERVFAIL packet passed through would read as NOKEY); the init and
  * close hooks are set to NULL so dkim_close() never res_nclose()s/free()s our service handle,
@@ -28,7 +28,7 @@
  * (RFC 8301 3.2, libopendkim's own MINKEYBITS check gives KEYTOOSMALL) are "policy".
  *
  * Canonical input: bare LF becomes CRLF in headers and body here (FIXCRLF truncates headers,
- * libraries.md 2.9). The body conversion streams through an 8 KiB buffer with one bit of
+ * doc/libraries.md 3.5). The body conversion streams through an 8 KiB buffer with one bit of
  * state, and stops once dkim_minbody() says no signature needs more (l=). Work is O(headers
  * + body) plus at most max_signatures key lookups; memory is one header plus libopendkim's
  * own per-signature state.

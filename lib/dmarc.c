@@ -2,7 +2,7 @@
  * dmarc.c - DMARC policy discovery, alignment and disposition (RFC 9989; RFC 7489 as a setting)
  *
  * Design note. libopendmarc 1.4.2 knows only RFC 7489 and has four defects that sit exactly
- * on the decisions this module makes (libraries.md 3.3-3.6): its own resolver hides SERVFAIL
+ * on the decisions this module makes (doc/libraries.md 4.2): its own resolver hides SERVFAIL
  * behind the org-domain fallback, pct= is ignored, rf=iodef is OR-ed into aspf (breaking
  * relaxed SPF alignment), and np=/psd=/t= are unknown, with the org domain from the PSL only.
  * Working around each (stripping rf=, re-applying pct, recomputing alignment against a
@@ -46,7 +46,7 @@
 
 #include <opendmarc/dmarc.h>
 
-/* Exported by libopendmarc but not declared in its header (libraries.md 3.3). */
+/* Exported by libopendmarc but not declared in its header (doc/libraries.md 4.1). */
 int opendmarc_get_tld(u_char *domain, u_char *tld, size_t tld_len);
 
 struct um_dmarc {

@@ -2,7 +2,7 @@
  * dns.c - libunbound wrapper: one context, one cache, a hard deadline per lookup
  *
  * Design note. libunbound's blocking ub_resolve() has no per-call timeout: an unresponsive
- * forwarder made it return only after 17 s (../shared/notes/libraries.md 5.1), which would
+ * forwarder made it return only after 17 s (doc/libraries.md 5.1), which would
  * stall a milter thread far past the MTA's own timeouts. So every lookup here is
  * asynchronous, in libunbound's threaded mode (ub_ctx_async(ctx, 1)): the query goes to
  * libunbound's background worker (ub_resolve_async), which shares the context's cache, and

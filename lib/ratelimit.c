@@ -11,7 +11,7 @@
  * has aged out"), so the ring never holds more than the limit and a lower limit after a
  * reload is applied exactly by dropping the oldest surplus.  The guarantee "at most limit in
  * any window seconds" then holds by construction, to the second, with no approximation; the
- * per-minute-bucket alternative in DESIGN.md admits up to a bucket late and saves memory
+ * per-minute-bucket alternative (doc/design.md 5) admits up to a bucket late and saves memory
  * only for limits above ~60, which the issue's traffic (limits of 10-100) does not have.
  * Rings start small and double up to the key's limit (capped at UM_RATELIMIT_MAX_LIMIT), so
  * a sender of one recipient costs 4 bytes of ring, not 4 * limit.  Timestamps are

@@ -31,7 +31,8 @@ pf_setup "$dir"
 printf '# instance %s: smtp=%s submission=%s sink=%s\n' \
     "$PF_DIR" "$PF_SMTP_PORT" "$PF_SUBMISSION_PORT" "$PF_SINK_PORT"
 
-# Configuration as required by STYLE.md section 9.
+# The instance's configuration as tests/postfix/README.md describes it: loopback only,
+# relaying to the sink, our milter with tempfail as the default action.
 check "postconf: loopback only, ipv4" \
     test "$(postconf -c "$PF_CONF" -h inet_interfaces inet_protocols | tr '\n' ' ')" = "127.0.0.1 ipv4 "
 check "postconf: relayhost is the sink" \

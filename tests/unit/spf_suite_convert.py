@@ -11,7 +11,7 @@ Lines (fields separated by one space, each field %XX-encoded outside 0x21..0x7e 
   Z <name> TIMEOUT -                  every type not listed before it times out
   Z <name> NOTXT -                    TXT: NONE (SPF entries not published as TXT)
   T <id> <host> <helo> <mailfrom> <result[,result...]>
-The rules (pyspf's driver, see notes/conformance.md): SPF entries are also TXT unless the
+The rules (those of pyspf's driver for this suite): SPF entries are also TXT unless the
 name has a TXT entry; names not listed are NXDOMAIN.
 """
 import sys

@@ -4,7 +4,7 @@
  *
  * Keys are made at test time in a private temporary directory (keygen for the good ones,
  * OpenSSL directly for the 512-bit one keygen refuses). Signatures are verified with
- * libopendkim in verify mode reading keys from a DKIM_QUERY_FILE (libraries.md 2.6): an
+ * libopendkim in verify mode reading keys from a DKIM_QUERY_FILE (doc/libraries.md 3.6): an
  * implementation independent of ours. Canonicalization answers were cross-checked with
  * dkimpy 1.1.4 (dkim.canonicalization), hashes with python3 hashlib.
  */

@@ -4,7 +4,7 @@
  * Keys come from an in-memory zone behind the verifier's key-query seam: master-file records
  * from shared/conformance/dkim-rfc-examples/ *.zone files and Mail::DKIM's FAKE_DNS.dat. The fake
  * builds real DNS reply packets (libopendkim parses them), including a SERVFAIL packet marked
- * TEMPFAIL, which the verifier must not pass through (libraries.md 2.5, trap 1).
+ * TEMPFAIL, which the verifier must not pass through (doc/libraries.md 3.2, trap 1).
  *
  * Corpus scoring: each message of dkim-mail-dkim gets our overall verdict mapped to
  * Mail::DKIM's words (pass, fail, invalid = any error/policy, none) and is compared with
