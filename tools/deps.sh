@@ -9,7 +9,7 @@ BUILD="build-essential cmake pkg-config libmilter-dev libspf2-dev libopendkim-de
  libhiredis-dev libsqlite3-dev libpq-dev libxml2-dev zlib1g-dev libcurl4-openssl-dev"
 TEST="libcmocka-dev miltertest postfix swaks python3 python3-dkim python3-dnspython python3-nacl
  libmail-dkim-perl libnet-dns-perl opendkim-tools unbound util-linux iproute2 procps
- clang libclang-rt-14-dev sasl2-bin libsasl2-modules redis-server libhiredis-dev
+ clang clang-format libclang-rt-14-dev sasl2-bin libsasl2-modules redis-server libhiredis-dev
  openssl m4 libwrap0 systemd man-db groff-base selinux-policy-dev selinux-policy-default
  semodule-utils policycoreutils setools checkpolicy libxml2-utils postgresql"
 case $what in
