@@ -397,15 +397,17 @@ send spoof-reject "$BAD_IP" c2@reject.unimilter.example
 line=$(sed -n '/^ *-> \.$/,$p' "$W/spoof-reject.swaks" | grep -m1 -E '^ *<\*\* ' || true)
 [[ "$line" =~ \<\*\*\ 550\ 5\.7\.1\  ]] || fail "spoof-reject: want 550 5.7.1 after DATA, got: $line"
 grep -qi 'reject\.unimilter\.example' <<<"$line" || fail "spoof-reject: the reply does not name the domain: $line"
+reply_want='550 5.7.1 DMARC policy of reject.unimilter.example rejects this message (not authenticated)'
+[[ "${line#*<\*\* }" == "$reply_want" ]] || fail "spoof-reject: reply '${line#*<\*\* }', want '$reply_want'"
 verdict spoof-reject c2@reject.unimilter.example
-expect spoof-reject spf=fail dkim=none dmarc=fail action=reject
+expect spoof-reject spf=fail dkim=none dmarc=fail action=reject why='dmarc p=reject'
 echo "ok: spoof-reject: ${line#*<\*\* }"
 
 # --- 3. spoofed p=quarantine
 send spoof-quarantine "$BAD_IP" c3@quarantine.unimilter.example
 ((RC == 0)) || fail "spoof-quarantine: swaks exited $RC, want 0 (accepted into hold)"
 verdict spoof-quarantine c3@quarantine.unimilter.example
-expect spoof-quarantine spf=softfail dkim=none dmarc=fail action=hold
+expect spoof-quarantine spf=softfail dkim=none dmarc=fail action=hold why='dmarc p=quarantine'
 pf_wait_held 1 20 || fail "spoof-quarantine: nothing in the hold queue"
 held=$("$PF_POSTQUEUE" -c "$PF_CONF" -j)
 grep -q '"queue_name": *"hold".*"sender": *"c3@quarantine\.unimilter\.example"' <<<"$held" ||
@@ -480,8 +482,10 @@ send two-from "$GOOD_IP" c7@pass.unimilter.example
 ((RC == 26)) || fail "two-from: swaks exited $RC, want 26"
 line=$(sed -n '/^ *-> \.$/,$p' "$W/two-from.swaks" | grep -m1 -E '^ *<\*\* ' || true)
 [[ "$line" =~ \<\*\*\ 550\ 5\.7\.1\  ]] || fail "two-from: want 550 5.7.1 after DATA, got: $line"
+reply_want='550 5.7.1 Message must have exactly one From header with one address (RFC 5322 3.6)'
+[[ "${line#*<\*\* }" == "$reply_want" ]] || fail "two-from: reply '${line#*<\*\* }', want '$reply_want'"
 verdict two-from c7@pass.unimilter.example
-expect two-from from.header=several action=reject
+expect two-from from.header=several action=reject why='several From'
 echo "ok: two-from: ${line#*<\*\* }"
 
 # --- 8. spoofed p=none: monitor only
