@@ -16,7 +16,10 @@
  *                fail with disposition reject or quarantine (after t=y and pct=):
  *                  enforce = false -> accept (monitor only); exempt From domain or client
  *                  -> accept (exempt ...); else reject_action / quarantine_action
- *              Replies: reject 550 5.7.1, tempfail 451 4.7.1 (DMARC) or 451 4.3.0 (ours).
+ *                fail with any other disposition (none, t=y on quarantine)      -> accept
+ *              Replies: 550 5.7.1 (DMARC or From reject, rate limit reject); 451 4.7.1
+ *              (DMARC or From tempfail, rate limit tempfail); 451 4.3.0 (rate-limit store
+ *              unavailable, signing failed, our own trouble); 451 4.3.2 (shutting down).
  * THREADS      Pure functions over borrowed, immutable inputs; safe from any thread.
  * OWNERSHIP    Inputs are borrowed for the call. A decision owns its text; its other strings
  *              are static.
