@@ -30,16 +30,22 @@ enum cfg_kind {
     CFG_OSTRING, /* char *, NULL when unset or "" */
     CFG_INT,
     CFG_BOOL,
-    CFG_OCTAL,   /* permission bits written as a string, "0660" */
+    CFG_OCTAL, /* permission bits written as a string, "0660" */
     CFG_SOCKET,
     CFG_LOGLEVEL,
     CFG_LOGTARGET,
     CFG_MODE,
     CFG_TRISTATE, /* bool in the file; UM_TRI_ANY when absent */
     CFG_PORT,     /* int, -1 when absent */
-    CFG_ENUM,     /* string from names[], stored as its index (int) */
+    CFG_ENUM,     /* string from names[], stored as that entry's value (an int-sized enum) */
     CFG_STRARRAY, /* ["a", "b"]: char ** at off, size_t count at count_off */
     CFG_LIST,     /* ( { ... }, ... ): array of elem_size at off, size_t count at count_off */
+};
+
+/* One word of a CFG_ENUM setting and the value it stores. */
+struct cfg_name {
+    const char *name; /* NULL ends a table */
+    int value;
 };
 
 struct cfg_ctx;
@@ -56,7 +62,7 @@ struct cfg_item {
     const char *what; /* integer unit for messages: "seconds" */
     const char *dflt;
     const char *doc;
-    const char *const *names;      /* CFG_ENUM */
+    const struct cfg_name *names;  /* CFG_ENUM */
     size_t count_off;              /* CFG_STRARRAY, CFG_LIST */
     size_t elem_size;              /* CFG_LIST */
     cfg_elem_check_fn *elem_check; /* CFG_LIST */
@@ -81,19 +87,53 @@ static enum um_status cfg_check_key(struct cfg_ctx *, const config_setting_t *, 
 static enum um_status cfg_check_signrule(struct cfg_ctx *, const config_setting_t *,
                                          const char *, void *);
 
-static const char *const cfg_rl_actions[] = {"tempfail", "hold", "reject", NULL};
-static const char *const cfg_canons[] = {"relaxed", "simple", NULL};
-static const char *const cfg_on_error[] = {"accept", "tempfail", NULL};
-static const char *const cfg_dmarc_methods[] = {"tree-walk", "psl", NULL};
-static const char *const cfg_rl_backends[] = {"memory", "redis", NULL};
-static const char *const cfg_history_stores[] = {"sqlite", "postgresql", NULL};
-static const char *const cfg_redis_on_error[] = {"tempfail", "accept", "local", NULL};
-static const char *const cfg_reject_actions[] = {"reject", "hold", "tag", NULL};
-static const char *const cfg_quarantine_actions[] = {"hold", "tag", "reject", NULL};
-static const char *const cfg_bad_from_actions[] = {"reject", "tempfail", "accept", NULL};
-static const char *const cfg_temperror_actions[] = {"accept", "tempfail", NULL};
-static const char *const cfg_submit_via[] = {"smtp", "sendmail", NULL};
-static const char *const cfg_submit_tls[] = {"auto", "always", "never", NULL};
+/* The words of each CFG_ENUM setting and the enum value each one stores, in the order the
+ * error message lists them. These tables are the only place a name meets its value. */
+static const struct cfg_name cfg_rl_actions[] = {{"tempfail", UM_RL_ACTION_TEMPFAIL},
+                                                 {"hold", UM_RL_ACTION_HOLD},
+                                                 {"reject", UM_RL_ACTION_REJECT},
+                                                 {NULL, 0}};
+static const struct cfg_name cfg_canons[] = {
+    {"relaxed", UM_DKIM_CANON_RELAXED}, {"simple", UM_DKIM_CANON_SIMPLE}, {NULL, 0}};
+static const struct cfg_name cfg_on_error[] = {
+    {"accept", UM_ACTION_ACCEPT}, {"tempfail", UM_ACTION_TEMPFAIL}, {NULL, 0}};
+static const struct cfg_name cfg_dmarc_methods[] = {
+    {"tree-walk", UM_DMARC_METHOD_TREEWALK}, {"psl", UM_DMARC_METHOD_PSL}, {NULL, 0}};
+static const struct cfg_name cfg_rl_backends[] = {
+    {"memory", UM_RL_BACKEND_MEMORY}, {"redis", UM_RL_BACKEND_REDIS}, {NULL, 0}};
+static const struct cfg_name cfg_history_stores[] = {
+    {"sqlite", UM_HISTORY_STORE_SQLITE}, {"postgresql", UM_HISTORY_STORE_POSTGRESQL}, {NULL, 0}};
+static const struct cfg_name cfg_redis_on_error[] = {{"tempfail", UM_RL_ON_ERROR_TEMPFAIL},
+                                                     {"accept", UM_RL_ON_ERROR_ACCEPT},
+                                                     {"local", UM_RL_ON_ERROR_LOCAL},
+                                                     {NULL, 0}};
+static const struct cfg_name cfg_reject_actions[] = {
+    {"reject", UM_ACTION_REJECT}, {"hold", UM_ACTION_HOLD}, {"tag", UM_ACTION_TAG}, {NULL, 0}};
+static const struct cfg_name cfg_quarantine_actions[] = {
+    {"hold", UM_ACTION_HOLD}, {"tag", UM_ACTION_TAG}, {"reject", UM_ACTION_REJECT}, {NULL, 0}};
+static const struct cfg_name cfg_bad_from_actions[] = {{"reject", UM_ACTION_REJECT},
+                                                       {"tempfail", UM_ACTION_TEMPFAIL},
+                                                       {"accept", UM_ACTION_ACCEPT},
+                                                       {NULL, 0}};
+static const struct cfg_name cfg_temperror_actions[] = {
+    {"accept", UM_ACTION_ACCEPT}, {"tempfail", UM_ACTION_TEMPFAIL}, {NULL, 0}};
+static const struct cfg_name cfg_submit_via[] = {
+    {"smtp", UM_SUBMIT_VIA_SMTP}, {"sendmail", UM_SUBMIT_VIA_SENDMAIL}, {NULL, 0}};
+static const struct cfg_name cfg_submit_tls[] = {{"auto", UM_SUBMIT_TLS_AUTO},
+                                                 {"always", UM_SUBMIT_TLS_ALWAYS},
+                                                 {"never", UM_SUBMIT_TLS_NEVER},
+                                                 {NULL, 0}};
+
+/* CFG_ENUM writes the value through an int: every enum a table feeds must be int-sized. */
+_Static_assert(sizeof(enum um_rl_action) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_dkim_canon) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_action) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_dmarc_method) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_rl_backend) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_history_store) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_rl_on_error) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_submit_via) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum um_submit_tls) == sizeof(int), "enum size");
 
 #define RL(f) CO(ratelimit.f)
 #define CFG_STR_(x) #x
@@ -573,16 +613,17 @@ cfg_set_text(struct cfg_ctx *ctx, const struct cfg_item *it, void *base, const c
         return UM_OK;
     case CFG_ENUM: {
         char all[160] = "";
-        for (size_t i = 0; it->names[i] != NULL; i++) {
-            if (strcmp(val, it->names[i]) == 0) {
-                *(int *)(void *)slot = (int)i;
+        for (size_t i = 0; it->names[i].name != NULL; i++) {
+            if (strcmp(val, it->names[i].name) == 0) {
+                *(int *)(void *)slot = it->names[i].value;
                 return UM_OK;
             }
         }
-        for (size_t i = 0; it->names[i] != NULL; i++) {
+        for (size_t i = 0; it->names[i].name != NULL; i++) {
             if (i > 0)
-                strncat(all, it->names[i + 1] == NULL ? " or " : ", ", sizeof(all) - strlen(all) - 1);
-            strncat(all, it->names[i], sizeof(all) - strlen(all) - 1);
+                strncat(all, it->names[i + 1].name == NULL ? " or " : ", ",
+                        sizeof(all) - strlen(all) - 1);
+            strncat(all, it->names[i].name, sizeof(all) - strlen(all) - 1);
         }
         return cfg_fail(ctx, s, path, "expected %s, not \"%s\"", all, val);
     }

@@ -22,8 +22,13 @@
 #include <stdbool.h>
 
 #include "common.h"
+#include "dkim_sign.h"
+#include "dmarc.h"
+#include "history.h"
 #include "log.h"
 #include "mode.h"
+#include "policy.h"
+#include "submit.h"
 
 enum um_log_target {
     UM_LOG_TARGET_SYSLOG = 0,
@@ -34,6 +39,19 @@ enum um_rl_action {
     UM_RL_ACTION_TEMPFAIL = 0, /* 451 4.7.1 for the recipient (SMTP) or message (local) */
     UM_RL_ACTION_HOLD,         /* accept, then hold the message for review (smfi_quarantine) */
     UM_RL_ACTION_REJECT,       /* 550 5.7.1 */
+};
+
+/* ratelimit.backend: where the counts live. */
+enum um_rl_backend {
+    UM_RL_BACKEND_MEMORY = 0, /* this process (lib/ratelimit.c) */
+    UM_RL_BACKEND_REDIS,      /* shared by several hosts (lib/ratelimit_redis.c) */
+};
+
+/* ratelimit.redis.on_error: what a recipient gets while Redis cannot be asked. */
+enum um_rl_on_error {
+    UM_RL_ON_ERROR_TEMPFAIL = 0, /* 451 4.3.0 */
+    UM_RL_ON_ERROR_ACCEPT,       /* accepted, not counted */
+    UM_RL_ON_ERROR_LOCAL,        /* counted in this process's memory */
 };
 
 /* ratelimit.overrides: one per-sender limit or exemption. */
@@ -99,22 +117,22 @@ struct um_config {
         int snapshot_interval;
         struct um_cfg_rlrule *rule;
         size_t nrule;
-        int backend;          /* 0 memory, 1 redis */
+        enum um_rl_backend backend;
         char *redis_host;
         int redis_port;
         char *redis_socket;   /* NULL: TCP */
         char *redis_prefix;
         int redis_timeout_ms;
-        int redis_on_error;   /* 0 tempfail, 1 accept, 2 local */
+        enum um_rl_on_error redis_on_error;
         char *notify_command; /* NULL: none */
         char *notify_mail_to; /* NULL: none */
     } ratelimit;
 
     /* submit: how the daemon's own mail (notices) and `unimilter report` reach an MTA. */
     struct {
-        int via;             /* enum um_submit_via: 0 smtp, 1 sendmail */
+        enum um_submit_via via;
         char *relay;         /* libcurl URL */
-        int starttls;        /* enum um_submit_tls: 0 auto, 1 always, 2 never */
+        enum um_submit_tls starttls;
         char *user;          /* NULL: no AUTH */
         char *password_file; /* NULL: none; read by um_runtime_build() */
         char *ca_file;       /* NULL: the system's CAs */
@@ -131,13 +149,14 @@ struct um_config {
         int min_key_bits;     /* shorter RSA keys give dkim=policy */
         bool allow_rsa_sha1;
         bool dmarc;           /* evaluate DMARC */
-        int dmarc_method;     /* 0 tree-walk (RFC 9989), 1 psl (RFC 7489) */
+        enum um_dmarc_method dmarc_method; /* tree-walk (RFC 9989) or psl (RFC 7489) */
         char *psl_file;
         bool enforce;         /* false: monitor only */
-        int reject_action;    /* p=reject: 0 reject, 1 hold, 2 tag */
-        int quarantine_action;/* p=quarantine: 0 hold, 1 tag, 2 reject */
-        int bad_from_action;  /* no From / several From: 0 reject, 1 tempfail, 2 accept */
-        int temperror_action; /* DMARC temperror under a policy: 0 tempfail, 1 accept */
+        /* What lib/policy.c does; each setting allows only some actions (config.c). */
+        enum um_action reject_action;     /* p=reject: reject, hold or tag */
+        enum um_action quarantine_action; /* p=quarantine: hold, tag or reject */
+        enum um_action bad_from_action;   /* no From / several From: reject, tempfail, accept */
+        enum um_action temperror_action;  /* DMARC temperror: accept or tempfail */
         char **exempt_domains; /* From domains whose failures are not enforced */
         size_t nexempt_domains;
         char **exempt_clients; /* client IPs (forwarders) whose failures are not enforced */
@@ -146,7 +165,7 @@ struct um_config {
 
     struct {
         char *history_file; /* NULL: DMARC evaluations are not recorded */
-        int history_store;  /* 0 sqlite (history_file), 1 postgresql (postgresql) */
+        enum um_history_store history_store; /* sqlite (history_file) or postgresql */
         char *postgresql;   /* libpq conninfo; NULL when unset */
         int history_queue;  /* records waiting for the writer, at most */
         int retention_days; /* `unimilter report` deletes older evaluations (0: never) */
@@ -156,10 +175,10 @@ struct um_config {
     } reports;
 
     struct {
-        int header_canon, body_canon; /* 0 relaxed, 1 simple (enum um_dkim_canon) */
+        enum um_dkim_canon header_canon, body_canon;
         char **headers; /* NULL: the built-in list */
         size_t nheaders;
-        int on_error;   /* 0 accept unsigned, 1 tempfail */
+        enum um_action on_error; /* signing failed: accept (unsigned) or tempfail */
         struct um_cfg_key *key;
         size_t nkey;
         struct um_cfg_signrule *rule;

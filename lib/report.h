@@ -58,6 +58,7 @@
 
 #include "common.h"
 #include "dns.h"
+#include "history.h"
 #include "submit.h"
 
 #define UM_REPORT_SENDMAIL_DEFAULT "/usr/sbin/sendmail"
@@ -73,7 +74,7 @@ typedef void um_report_log_fn(void *arg, const char *line);
 
 struct um_report_opts {
     const char *db_path;     /* SQLite file, or the libpq connection string for POSTGRESQL */
-    int store;               /* enum um_history_store: 0 (default) SQLite */
+    enum um_history_store store; /* zero (the default): SQLite */
     const char *org_name;    /* report_metadata/org_name */
     const char *email;       /* report_metadata/email and the envelope/header From */
     const char *receiver;    /* our domain: file name, Submitter; NULL = the domain of email */

@@ -66,10 +66,8 @@ rt_build_signing(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
     }
     for (int lead = 0; lead < 2 && st == UM_OK; lead++) {
         struct um_dkim_sign_opts o = {0};
-        o.header_canon = cfg->dkim_sign.header_canon == 1 ? UM_DKIM_CANON_SIMPLE
-                                                          : UM_DKIM_CANON_RELAXED;
-        o.body_canon = cfg->dkim_sign.body_canon == 1 ? UM_DKIM_CANON_SIMPLE
-                                                      : UM_DKIM_CANON_RELAXED;
+        o.header_canon = cfg->dkim_sign.header_canon;
+        o.body_canon = cfg->dkim_sign.body_canon;
         o.sign_headers = hdrs;
         o.value_has_leading_space = lead == 1;
         st = um_dkim_sign_new(&o, &rt->sign[lead], &e);
@@ -135,7 +133,7 @@ rt_build_inbound(struct um_runtime *rt, struct um_dns *dns, struct um_error *err
     }
     {
         struct um_dmarc_opts o = {0};
-        o.method = cfg->inbound.dmarc_method == 1 ? UM_DMARC_METHOD_PSL : UM_DMARC_METHOD_TREEWALK;
+        o.method = cfg->inbound.dmarc_method;
         o.psl_path = cfg->inbound.psl_file;
         if (um_dmarc_new(dns, &o, &rt->dmarc, &e) != UM_OK)
             return um_error_set(err, e.code, "%s: inbound.dmarc_method: %s", cfg->path, e.msg);
@@ -146,11 +144,10 @@ rt_build_inbound(struct um_runtime *rt, struct um_dns *dns, struct um_error *err
 void
 um_runtime_submit_opts(const struct um_config *cfg, struct um_submit_opts *o)
 {
-    /* The schema's names are listed in the enums' order. */
     *o = (struct um_submit_opts){
-        .via = (enum um_submit_via)cfg->submit.via,
+        .via = cfg->submit.via,
         .relay = cfg->submit.relay,
-        .starttls = (enum um_submit_tls)cfg->submit.starttls,
+        .starttls = cfg->submit.starttls,
         .user = cfg->submit.user,
         .ca_file = cfg->submit.ca_file,
         .timeout = cfg->submit.timeout,
@@ -207,7 +204,7 @@ rt_check_programs(const struct um_config *cfg, struct um_error *err)
                                   err))
                != UM_OK)
         return st;
-    if (cfg->ratelimit.notify_mail_to != NULL && cfg->submit.via == 1
+    if (cfg->ratelimit.notify_mail_to != NULL && cfg->submit.via == UM_SUBMIT_VIA_SENDMAIL
         && cfg->submit.sendmail != NULL
         && (st = rt_check_program(cfg, "submit.sendmail", cfg->submit.sendmail, err)) != UM_OK)
         return st;

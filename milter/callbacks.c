@@ -31,6 +31,7 @@
 #include "listen.h"
 #include "outbound.h"
 #include "session.h"
+#include "verdict.h"
 
 #define CONN(ctx) ((struct conn_ctx *)smfi_getpriv(ctx))
 
@@ -50,21 +51,15 @@ cb_macro(SMFICTX *ctx, const char *name)
     return smfi_getsymval(ctx, MSTR(name));
 }
 
-/* The one funnel for our own failures: log once, answer 451 4.3.0, TEMPFAIL. */
+/* Our own failures, through verdict.c's funnel (log once, 451 4.3.0); the message ends. */
 static sfsistat
 cb_tempfail(SMFICTX *ctx, struct conn_ctx *cc, const char *stage, const char *why)
 {
-    struct um_logline l;
+    sfsistat rc = verdict_tempfail(ctx, cc, NULL, stage, why);
 
-    um_logline_init(&l, cc != NULL ? cc->sess : NULL, "tempfail");
-    um_logline_str(&l, "stage", stage);
-    um_logline_str(&l, "reason", why);
-    um_log_emit(&um_daemon_get()->log, UM_LOG_ERR, &l);
-    (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.0"),
-                        MSTR("unimilter: temporary local problem, try again later"));
     if (cc != NULL)
         msg_ctx_end(cc);
-    return SMFIS_TEMPFAIL;
+    return rc;
 }
 
 static sfsistat
@@ -199,10 +194,10 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
         return cb_tempfail(ctx, NULL, "envfrom", "no connection context");
     d = cc->d;
     if (atomic_load(&d->draining)) {
+        struct um_decision dec;
         msg_ctx_end(cc);
-        (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.2"),
-                            MSTR("unimilter is restarting, try again later"));
-        return SMFIS_TEMPFAIL;
+        um_policy_draining(&dec);
+        return verdict_apply(ctx, cc, &dec);
     }
     msg_ctx_begin(cc);
     cc->msg.envfrom = session_strdup(argv != NULL ? argv[0] : NULL);
@@ -213,12 +208,8 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
     cc->msg.mode = um_mode_decide(&cc->cfg->mode, &in, &cc->msg.rule);
     if (cc->msg.mode == UM_MODE_SKIP) {
         struct um_logline l;
-        um_logline_init(&l, cc->sess, "verdict");
-        um_logline_str(&l, "ip", cc->client_ip);
-        um_logline_str(&l, "mode", "skip");
-        um_logline_int(&l, "rule", cc->msg.rule);
-        um_logline_str(&l, "action", "accept");
-        um_log_emit(&d->log, UM_LOG_INFO, &l);
+        verdict_line_open(&l, cc);
+        verdict_line_close(&l, cc, UM_ACTION_ACCEPT, NULL);
         msg_ctx_end(cc);
         return SMFIS_ACCEPT;
     }
@@ -321,14 +312,7 @@ mlfi_eom(SMFICTX *ctx)
         if (smfi_insheader(ctx, 0, MSTR("X-Unimilter-Mode"), val) != MI_SUCCESS)
             return cb_tempfail(ctx, cc, "eom", "cannot add X-Unimilter-Mode header");
     }
-    um_logline_init(&l, cc->sess, "verdict");
-    if (cc->msg.qid != NULL)
-        um_logline_str(&l, "qid", cc->msg.qid);
-    um_logline_str(&l, "ip", cc->client_ip);
-    um_logline_str(&l, "mode", um_mode_name(cc->msg.mode));
-    um_logline_int(&l, "rule", cc->msg.rule);
-    um_logline_str(&l, "from", cc->msg.envfrom);
-    um_logline_int(&l, "rcpts", cc->msg.nrcpt);
+    verdict_line_open(&l, cc);
     if (cc->msg.mode == UM_MODE_OUTBOUND) {
         if (cc->msg.have_key)
             um_logline_mem(&l, "rl.sender", cc->msg.key.key, cc->msg.key.len);
@@ -341,8 +325,7 @@ mlfi_eom(SMFICTX *ctx)
             um_logline_str(&l, "dkim.sign", cc->msg.sign_skip != NULL ? cc->msg.sign_skip : "none");
         }
     }
-    um_logline_str(&l, "action", cc->msg.hold ? "hold" : "accept");
-    um_log_emit(&cc->d->log, UM_LOG_INFO, &l);
+    verdict_line_close(&l, cc, cc->msg.hold != NULL ? UM_ACTION_HOLD : UM_ACTION_ACCEPT, NULL);
     msg_ctx_end(cc);
     return SMFIS_ACCEPT;
 }

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE /* asprintf */
 #include "inbound.h"
+#include "verdict.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,17 +119,7 @@ ib_forged_mark(struct msg_ctx *m)
 static sfsistat
 ib_tempfail(SMFICTX *ctx, struct conn_ctx *cc, const char *why)
 {
-    struct um_logline l;
-
-    um_logline_init(&l, cc->sess, "tempfail");
-    if (cc->msg.qid != NULL)
-        um_logline_str(&l, "qid", cc->msg.qid);
-    um_logline_str(&l, "stage", "eom");
-    um_logline_str(&l, "reason", why);
-    um_log_emit(&cc->d->log, UM_LOG_ERR, &l);
-    (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.0"),
-                        MSTR("unimilter: temporary local problem, try again later"));
-    return SMFIS_TEMPFAIL;
+    return verdict_tempfail(ctx, cc, cc->msg.qid, "eom", why);
 }
 
 void
@@ -229,26 +220,16 @@ ib_dmarc_auth(enum um_dmarc_result r)
     return UM_AUTH_NONE;
 }
 
-static bool
-ib_list_has(char *const *list, size_t n, const char *v)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcasecmp(list[i], v) == 0)
-            return true;
-    return false;
-}
-
 /* Everything the end of message decides, for the A-R header and the log line. */
 struct ib_outcome {
     struct um_dkim_verify_results dkim;
     bool have_dkim;
-    int from_status; /* 0 ok, 1 none, 2 several */
+    enum um_from_status from_status;
     char from_buf[256];
     struct um_str from_domain;
     struct um_dmarc_res dmarc;
     bool have_dmarc;
-    const char *action; /* accept, reject, hold, tag, tempfail */
-    const char *why;    /* for the log line */
+    struct um_decision dec; /* lib/policy.c's */
 };
 
 /* A property or result the builder refuses (hostile bytes, too long) is left out: the
@@ -303,9 +284,10 @@ ib_authres(struct conn_ctx *cc, struct ib_outcome *o, char **out)
         ar_prop(ar, "header", "from", um_str_of(o->dmarc.from_domain));
         if (o->dmarc.policy != UM_DMARC_POLICY_UNSET)
             ar_prop(ar, "policy", "dmarc", um_str_of(pol));
-    } else if (o->from_status != 0 && cc->cfg->inbound.dmarc) {
+    } else if (o->from_status != UM_FROM_OK && cc->cfg->inbound.dmarc) {
         ar_add(ar, "dmarc", UM_AUTH_PERMERROR,
-               o->from_status == 1 ? "no usable From address" : "several From headers or authors");
+               o->from_status == UM_FROM_NONE ? "no usable From address"
+                                              : "several From headers or authors");
     }
     if (um_authres_render(ar, out, &err) != UM_OK)
         *out = NULL;
@@ -318,13 +300,7 @@ ib_verdict_log(struct conn_ctx *cc, const struct ib_outcome *o)
     const struct msg_ctx *m = &cc->msg;
     struct um_logline l;
 
-    um_logline_init(&l, cc->sess, "verdict");
-    if (m->qid != NULL)
-        um_logline_str(&l, "qid", m->qid);
-    um_logline_str(&l, "ip", cc->client_ip);
-    um_logline_str(&l, "mode", "inbound");
-    um_logline_str(&l, "from", m->envfrom);
-    um_logline_int(&l, "rcpts", m->nrcpt);
+    verdict_line_open(&l, cc);
     if (m->spf_done) {
         um_logline_str(&l, "spf", um_auth_name(m->spf.result));
         um_logline_str(&l, "spf.domain", m->spf.domain);
@@ -348,65 +324,12 @@ ib_verdict_log(struct conn_ctx *cc, const struct ib_outcome *o)
         um_logline_str(&l, "dmarc.from", o->dmarc.from_domain);
         um_logline_str(&l, "dmarc.p", um_dmarc_policy_name(o->dmarc.policy));
         um_logline_str(&l, "dmarc.reason", o->dmarc.reason);
-    } else if (o->from_status != 0) {
-        um_logline_str(&l, "from.header", o->from_status == 1 ? "none" : "several");
+    } else if (o->from_status != UM_FROM_OK) {
+        um_logline_str(&l, "from.header", o->from_status == UM_FROM_NONE ? "none" : "several");
     }
     if (m->nar_forged > 0)
         um_logline_int(&l, "ar.removed", (long long)m->nar_forged);
-    um_logline_str(&l, "action", o->action);
-    if (o->why != NULL)
-        um_logline_str(&l, "why", o->why);
-    um_log_emit(&cc->d->log, UM_LOG_INFO, &l);
-}
-
-/* Maps the DMARC disposition and local settings to an action. */
-static void
-ib_decide(struct conn_ctx *cc, struct ib_outcome *o)
-{
-    const struct um_config *cfg = cc->cfg;
-    static const char *const reject_actions[] = {"reject", "hold", "tag"};
-    static const char *const quarantine_actions[] = {"hold", "tag", "reject"};
-
-    o->action = "accept";
-    if (o->from_status != 0) {
-        static const char *const bad[] = {"reject", "tempfail", "accept"};
-        o->action = bad[cfg->inbound.bad_from_action];
-        o->why = o->from_status == 1 ? "no usable From" : "several From";
-        return;
-    }
-    if (!o->have_dmarc)
-        return;
-    if (o->dmarc.result == UM_DMARC_RESULT_TEMPERROR) {
-        if (cfg->inbound.temperror_action == 1 && cfg->inbound.enforce) {
-            o->action = "tempfail";
-            o->why = "dmarc temperror";
-        }
-        return;
-    }
-    if (o->dmarc.result != UM_DMARC_RESULT_FAIL)
-        return;
-    if (o->dmarc.disposition != UM_DMARC_POLICY_REJECT
-        && o->dmarc.disposition != UM_DMARC_POLICY_QUARANTINE)
-        return;
-    if (!cfg->inbound.enforce) {
-        o->why = "monitor only";
-        return;
-    }
-    if (ib_list_has(cfg->inbound.exempt_domains, cfg->inbound.nexempt_domains,
-                    o->dmarc.from_domain)) {
-        o->why = "exempt domain";
-        return;
-    }
-    if (ib_list_has(cfg->inbound.exempt_clients, cfg->inbound.nexempt_clients, cc->client_ip)) {
-        o->why = "exempt client";
-        return;
-    }
-    if (o->dmarc.disposition == UM_DMARC_POLICY_REJECT)
-        o->action = reject_actions[cfg->inbound.reject_action];
-    else
-        o->action = quarantine_actions[cfg->inbound.quarantine_action];
-    o->why = o->dmarc.disposition == UM_DMARC_POLICY_REJECT ? "dmarc p=reject"
-                                                            : "dmarc p=quarantine";
+    verdict_line_close(&l, cc, o->dec.action, um_policy_reason_name(o->dec.reason));
 }
 
 /* Copies a NUL-terminated string, cut to fit (history fields have fixed sizes). */
@@ -455,7 +378,7 @@ ib_record(struct conn_ctx *cc, const struct ib_outcome *o)
     h->dmarc_result = r->result;
     h->dkim_aligned = r->dkim_aligned;
     h->spf_aligned = r->spf_aligned;
-    h->method = cc->cfg->inbound.dmarc_method == 1 ? UM_DMARC_METHOD_PSL : UM_DMARC_METHOD_TREEWALK;
+    h->method = cc->cfg->inbound.dmarc_method;
     ib_copy(h->policy_domain, sizeof(h->policy_domain), r->policy_domain);
     h->p = r->p;
     h->sp = r->sp;
@@ -467,15 +390,14 @@ ib_record(struct conn_ctx *cc, const struct ib_outcome *o)
     h->psd = r->psd_tag;
     h->rua = r->has_rua;
     h->disposition = UM_DMARC_POLICY_NONE;
-    if (strcmp(o->action, "reject") == 0)
+    if (o->dec.action == UM_ACTION_REJECT)
         h->disposition = UM_DMARC_POLICY_REJECT;
-    else if (strcmp(o->action, "hold") == 0 || strcmp(o->action, "tag") == 0)
+    else if (o->dec.action == UM_ACTION_HOLD || o->dec.action == UM_ACTION_TAG)
         h->disposition = UM_DMARC_POLICY_QUARANTINE;
-    if (o->why != NULL && (strcmp(o->why, "exempt domain") == 0
-                           || strcmp(o->why, "exempt client") == 0
-                           || strcmp(o->why, "monitor only") == 0)) {
+    if (um_policy_is_local_override(o->dec.reason)) {
         h->override = UM_HISTORY_OVERRIDE_LOCAL_POLICY;
-        ib_copy(h->override_comment, sizeof(h->override_comment), o->why);
+        ib_copy(h->override_comment, sizeof(h->override_comment),
+                um_policy_reason_name(o->dec.reason));
     } else if (r->sampled_out) {
         h->override = UM_HISTORY_OVERRIDE_SAMPLED_OUT;
     } else if (r->testing) {
@@ -494,8 +416,8 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
     struct ib_outcome o;
     struct um_error err = {0};
     struct um_dmarc_dkim dk[UM_DMARC_MAX_DKIM];
-    char *arval = NULL, text[400];
-    sfsistat rc = SMFIS_CONTINUE;
+    char *arval = NULL;
+    sfsistat rc;
 
     memset(&o, 0, sizeof(o));
     if (m->ar_lost)
@@ -517,9 +439,9 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
         else
             st = um_keyrule_from_domain(vals, m->nfrom, o.from_buf, sizeof(o.from_buf),
                                         &o.from_domain, &err);
-        o.from_status = st == UM_OK ? 0 : (st == UM_ELIMIT ? 2 : 1);
+        o.from_status = st == UM_OK ? UM_FROM_OK : st == UM_ELIMIT ? UM_FROM_SEVERAL : UM_FROM_NONE;
     }
-    if (o.from_status == 0 && cc->cfg->inbound.dmarc && cc->rt->dmarc != NULL) {
+    if (o.from_status == UM_FROM_OK && cc->cfg->inbound.dmarc && cc->rt->dmarc != NULL) {
         struct um_dmarc_input in;
         char dom[256];
         size_t nd = 0;
@@ -551,7 +473,11 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
         else
             um_log_msg(&cc->d->log, UM_LOG_ERR, "dmarc", "evaluation failed: %s", err.msg);
     }
-    ib_decide(cc, &o);
+    {
+        struct um_policy_inbound pin = {o.from_status, o.have_dmarc ? &o.dmarc : NULL,
+                                        cc->client_ip};
+        um_policy_inbound(cc->cfg, &pin, &o.dec);
+    }
 
     /* Forged Authentication-Results claiming our authserv-id: all of them, highest first. */
     for (size_t i = m->nar_seen; i > 0 && m->nar_forged > 0; i--) {
@@ -579,34 +505,11 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
             free(lead);
         }
     }
-    m->hold = false;
-    if (strcmp(o.action, "reject") == 0) {
-        if (o.from_status != 0)
-            (void)snprintf(text, sizeof(text),
-                           "Message must have exactly one From header with one address "
-                           "(RFC 5322 3.6)");
-        else
-            (void)snprintf(text, sizeof(text),
-                           "DMARC policy of %s rejects this message (not authenticated)",
-                           o.dmarc.policy_domain[0] != '\0' ? o.dmarc.policy_domain
-                                                            : o.dmarc.from_domain);
-        (void)smfi_setreply(ctx, MSTR("550"), MSTR("5.7.1"), text);
-        rc = SMFIS_REJECT;
-    } else if (strcmp(o.action, "tempfail") == 0) {
-        (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.7.1"),
-                            MSTR("Cannot authenticate this message now, try again later"));
-        rc = SMFIS_TEMPFAIL;
-    } else if (strcmp(o.action, "hold") == 0) {
-        if (smfi_quarantine(ctx, MSTR("unimilter: DMARC quarantine")) != MI_SUCCESS)
-            um_log_msg(&cc->d->log, UM_LOG_ERR, "dmarc", "the MTA refused to hold the message");
-    } else if (strcmp(o.action, "tag") == 0) {
-        (void)snprintf(text, sizeof(text), "%sDMARC policy of %s", cc->leadspc ? " " : "",
-                       o.dmarc.policy_domain);
-        (void)smfi_insheader(ctx, 0, MSTR("X-Unimilter-Quarantine"), text);
-    }
+    rc = verdict_apply(ctx, cc, &o.dec);
+    verdict_hold(ctx, cc, "dmarc");
     ib_verdict_log(cc, &o);
     /* Reports carry evaluations with a verdict; a tempfailed message will come back. */
-    if (o.have_dmarc && cc->d->history != NULL && strcmp(o.action, "tempfail") != 0
+    if (o.have_dmarc && cc->d->history != NULL && o.dec.action != UM_ACTION_TEMPFAIL
         && (o.dmarc.result == UM_DMARC_RESULT_PASS || o.dmarc.result == UM_DMARC_RESULT_FAIL))
         ib_record(cc, &o);
     return rc;

@@ -3,8 +3,9 @@
  * Authentication-Results header, forged A-R removal and DMARC enforcement
  *
  * DESCRIPTION  Called from the mlfi_* callbacks for messages whose mode is inbound.
- *              ib_eom() adds the headers, decides (accept, reject 550 5.7.1, hold, tag,
- *              tempfail) and writes the message's one verdict log line.
+ *              ib_eom() adds the headers, has lib/policy.c decide (accept, reject 550
+ *              5.7.1, hold, tag, tempfail), carries that out through milter/verdict.c and
+ *              writes the message's one verdict log line.
  * THREADS      Per-connection state only; the checkers in the runtime are shared and
  *              thread-safe.
  */

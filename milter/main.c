@@ -358,7 +358,7 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "rate limiter: %s", err.msg);
         return -1;
     }
-    if (cfg->ratelimit.backend == 1) {
+    if (cfg->ratelimit.backend == UM_RL_BACKEND_REDIS) {
         struct um_rlredis_opts ro = {0};
         ro.host = cfg->ratelimit.redis_host;
         ro.port = (unsigned)cfg->ratelimit.redis_port;
@@ -588,8 +588,8 @@ main_history_open(struct um_daemon *d)
                    "DMARC evaluations will not be recorded",
                    cfg->path);
     } else if (target != NULL) {
-        if (um_history_open_store(pg ? UM_HISTORY_STORE_POSTGRESQL : UM_HISTORY_STORE_SQLITE,
-                                  target, (size_t)cfg->reports.history_queue, &d->history, &err)
+        if (um_history_open_store(cfg->reports.history_store, target,
+                                  (size_t)cfg->reports.history_queue, &d->history, &err)
             != UM_OK)
             um_log_msg(&d->log, UM_LOG_ERR, "history",
                        "%s:%s: DMARC evaluations will not be recorded", cfg->path, err.msg);

@@ -11,6 +11,7 @@
  * From domain that picks the signing keys may come after other headers; the body streams.
  */
 #include "outbound.h"
+#include "verdict.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,32 +78,16 @@ ob_envfrom(SMFICTX *ctx, struct conn_ctx *cc)
     return SMFIS_CONTINUE;
 }
 
-static const char *
-ob_action_name(const struct um_config *cfg)
-{
-    if (cfg->ratelimit.monitor_only)
-        return "monitor";
-    switch (cfg->ratelimit.action) {
-    case UM_RL_ACTION_TEMPFAIL:
-        return "tempfail";
-    case UM_RL_ACTION_HOLD:
-        return "hold";
-    case UM_RL_ACTION_REJECT:
-        return "reject";
-    }
-    return "tempfail";
-}
-
-/* Over the limit: log, notify once per episode, and answer per the configured action. */
+/* Over the limit: log, notify once per episode, and answer as lib/policy.c decides. */
 static sfsistat
 ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decision *dec,
               unsigned asked)
 {
-    const struct um_config *cfg = cc->cfg;
     struct msg_ctx *m = &cc->msg;
+    struct um_decision pd;
     struct um_logline l;
-    char text[160];
 
+    um_policy_ratelimit(cc->cfg, dec->limit, dec->window, &pd);
     m->rl_refused += asked;
     um_logline_init(&l, cc->sess, "ratelimit");
     um_logline_mem(&l, "sender", m->key.key, m->key.len);
@@ -111,7 +96,9 @@ ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decis
     um_logline_int(&l, "window", dec->window);
     um_logline_str(&l, "ip", cc->client_ip);
     um_logline_str(&l, "stage", m->rl_at_eom ? "eom" : "rcpt");
-    um_logline_str(&l, "action", ob_action_name(cfg));
+    um_logline_str(&l, "action",
+                   pd.reason == UM_POLICY_RATELIMIT_MONITOR ? "monitor"
+                                                            : um_action_name(pd.action));
     um_log_emit(&cc->d->log, UM_LOG_INFO, &l);
     if (dec->notify) {
         struct um_rl_notice n = {cc->sess, m->key.key, cc->client_ip, dec->count + asked,
@@ -119,24 +106,7 @@ ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decis
                                  (const char *const *)m->rcpt_first, m->nrcpt_first};
         um_notify_ratelimit(cc->d, cc->rt, &n);
     }
-    if (cfg->ratelimit.monitor_only)
-        return SMFIS_CONTINUE;
-    (void)snprintf(text, sizeof(text),
-                   "Sender rate limit exceeded: at most %u recipients per %u seconds",
-                   dec->limit, dec->window);
-    switch (cfg->ratelimit.action) {
-    case UM_RL_ACTION_HOLD:
-        m->hold = true;
-        return SMFIS_CONTINUE;
-    case UM_RL_ACTION_REJECT:
-        (void)smfi_setreply(ctx, MSTR("550"), MSTR("5.7.1"), text);
-        return SMFIS_REJECT;
-    case UM_RL_ACTION_TEMPFAIL:
-        break;
-    }
-    (void)strncat(text, ", try again later", sizeof(text) - strlen(text) - 1);
-    (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.7.1"), text);
-    return SMFIS_TEMPFAIL;
+    return verdict_apply(ctx, cc, &pd);
 }
 
 /*
@@ -166,16 +136,17 @@ ob_backend_reserve(struct conn_ctx *cc, unsigned n, struct um_ratelimit_decision
         um_rlredis_totals(d->rlredis, &t);
         if (atomic_exchange(&d->redis_outages_logged, (unsigned long long)t.outages)
             != (unsigned long long)t.outages) {
-            static const char *const what[] = {"tempfailing recipients", "accepting uncounted",
-                                               "counting locally"};
+            static const char *const what[] = {[UM_RL_ON_ERROR_TEMPFAIL] = "tempfailing recipients",
+                                               [UM_RL_ON_ERROR_ACCEPT] = "accepting uncounted",
+                                               [UM_RL_ON_ERROR_LOCAL] = "counting locally"};
             um_log_msg(&d->log, UM_LOG_WARNING, "ratelimit", "redis unavailable (%s): %s",
                        rerr.msg, what[cfg->ratelimit.redis_on_error]);
         }
         if (st != UM_ETEMP)
             return um_error_set(err, st, "%s", rerr.msg);
-        if (cfg->ratelimit.redis_on_error == 0)
+        if (cfg->ratelimit.redis_on_error == UM_RL_ON_ERROR_TEMPFAIL)
             return um_error_set(err, UM_ETEMP, "%s", rerr.msg);
-        if (cfg->ratelimit.redis_on_error == 1) {
+        if (cfg->ratelimit.redis_on_error == UM_RL_ON_ERROR_ACCEPT) {
             memset(dec, 0, sizeof(*dec));
             dec->allowed = true;
             dec->exempt = true; /* nothing counted, nothing to give back */
@@ -198,9 +169,9 @@ ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
 
     if (st == UM_ETEMP) {
         /* ratelimit.redis.on_error = tempfail */
-        (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.0"),
-                            MSTR("Sender rate limit cannot be checked now, try again later"));
-        return SMFIS_TEMPFAIL;
+        struct um_decision pd;
+        um_policy_ratelimit_unchecked(&pd);
+        return verdict_apply(ctx, cc, &pd);
     }
     if (st != UM_OK) {
         um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "not counted: %s", err.msg);
@@ -428,14 +399,15 @@ ob_eom(SMFICTX *ctx, struct conn_ctx *cc)
                 }
             }
         }
-        if (m->sign_off && cc->cfg->dkim_sign.on_error == 1) {
-            (void)smfi_setreply(ctx, MSTR("451"), MSTR("4.3.0"),
-                                MSTR("unimilter: cannot sign this message now, try again later"));
-            return SMFIS_TEMPFAIL;
+        if (m->sign_off) {
+            struct um_decision pd;
+            um_policy_sign_failed(cc->cfg, &pd);
+            rc = verdict_apply(ctx, cc, &pd);
+            if (rc != SMFIS_CONTINUE)
+                return rc;
         }
     }
-    if (m->hold && smfi_quarantine(ctx, MSTR("unimilter: sender over its rate limit")) != MI_SUCCESS)
-        um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "the MTA refused to hold the message");
+    verdict_hold(ctx, cc, "ratelimit");
     msg_ctx_commit(cc);
     return SMFIS_CONTINUE;
 }

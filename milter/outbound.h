@@ -6,8 +6,8 @@
  *              recipient (SMTP), or the whole message reserves all its recipients at end of
  *              message (local submission through Postfix's non_smtpd_milters, which cannot
  *              refuse single recipients, and uid-keyed senders, whose key is in a header).
- *              Over the limit: tempfail, hold or reject as configured, a log line, and one
- *              notice per episode. Signing: headers are kept until end of headers, when the
+ *              Over the limit: tempfail, hold or reject as lib/policy.c decides from the
+ *              configuration, a log line, and one notice per episode. Signing: headers are kept until end of headers, when the
  *              From domain picks the keys; the body streams to the signer; the signatures
  *              are inserted at end of message.
  * THREADS      Per-connection state only (struct conn_ctx); the limiter is shared and

@@ -62,7 +62,7 @@ struct msg_ctx {
     struct um_senderkey key;
     struct msg_resv *resv; /* reservations made at RCPT */
     size_t nresv;
-    bool hold;             /* quarantine at end of message */
+    const char *hold; /* quarantine reason for the end of message (static); NULL: none */
     char *rcpt_first[MSG_RCPTS_KEPT];
     size_t nrcpt_first;
     unsigned rl_refused;   /* recipients refused (or that would be, in monitor mode) */

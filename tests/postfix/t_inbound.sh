@@ -35,6 +35,9 @@
 #   6b relaxed         the same with a relaxed policy -> aligned, delivered
 #   7  two-from        two From header fields -> 550 (bad_from_action reject)
 #   8  spoof-none      p=none, SPF softfail, unsigned -> delivered with dmarc=fail
+#   9  after a reload with quarantine_action tag, temperror_action tempfail and
+#      bad_from_action tempfail: p=quarantine -> delivered with X-Unimilter-Quarantine;
+#      servfail and two From -> 451 4.7.1 after DATA
 # For each: the daemon's verdict line (event=verdict ... spf= dkim= dmarc= action=).
 # Header placement: Postfix shows the milter its own Received header first, and a header
 # inserted at index 0 lands ABOVE it; the A-R must be at the top or right below Postfix's
@@ -168,6 +171,7 @@ perl "$IB/maildkim_sign.pl" "$W/rsa.pem" pass.unimilter.example r2048 "$M/legit-
     "$M/legit-maildkim.eml" || fail "Mail::DKIM could not sign"
 mk "$M/spoof-reject.eml" --from "CEO <ceo@reject.unimilter.example>" --subject spoof-reject
 mk "$M/spoof-quarantine.eml" --from "CEO <ceo@quarantine.unimilter.example>" --subject spoof-quarantine
+mk "$M/tag-quarantine.eml" --from "CEO <ceo@quarantine.unimilter.example>" --subject tag-quarantine
 mk "$M/forged-ar.raw" --from "Alice <alice@pass.unimilter.example>" --subject forged-ar \
     --top "Authentication-Results: mx.unimilter.test; dkim=pass header.d=pass.unimilter.example header.s=forged1" \
     --top "Authentication-Results: other.example; spf=pass smtp.mailfrom=pass.unimilter.example" \
@@ -397,15 +401,17 @@ send spoof-reject "$BAD_IP" c2@reject.unimilter.example
 line=$(sed -n '/^ *-> \.$/,$p' "$W/spoof-reject.swaks" | grep -m1 -E '^ *<\*\* ' || true)
 [[ "$line" =~ \<\*\*\ 550\ 5\.7\.1\  ]] || fail "spoof-reject: want 550 5.7.1 after DATA, got: $line"
 grep -qi 'reject\.unimilter\.example' <<<"$line" || fail "spoof-reject: the reply does not name the domain: $line"
+reply_want='550 5.7.1 DMARC policy of reject.unimilter.example rejects this message (not authenticated)'
+[[ "${line#*<\*\* }" == "$reply_want" ]] || fail "spoof-reject: reply '${line#*<\*\* }', want '$reply_want'"
 verdict spoof-reject c2@reject.unimilter.example
-expect spoof-reject spf=fail dkim=none dmarc=fail action=reject
+expect spoof-reject spf=fail dkim=none dmarc=fail action=reject why='dmarc p=reject'
 echo "ok: spoof-reject: ${line#*<\*\* }"
 
 # --- 3. spoofed p=quarantine
 send spoof-quarantine "$BAD_IP" c3@quarantine.unimilter.example
 ((RC == 0)) || fail "spoof-quarantine: swaks exited $RC, want 0 (accepted into hold)"
 verdict spoof-quarantine c3@quarantine.unimilter.example
-expect spoof-quarantine spf=softfail dkim=none dmarc=fail action=hold
+expect spoof-quarantine spf=softfail dkim=none dmarc=fail action=hold why='dmarc p=quarantine'
 pf_wait_held 1 20 || fail "spoof-quarantine: nothing in the hold queue"
 held=$("$PF_POSTQUEUE" -c "$PF_CONF" -j)
 grep -q '"queue_name": *"hold".*"sender": *"c3@quarantine\.unimilter\.example"' <<<"$held" ||
@@ -480,8 +486,10 @@ send two-from "$GOOD_IP" c7@pass.unimilter.example
 ((RC == 26)) || fail "two-from: swaks exited $RC, want 26"
 line=$(sed -n '/^ *-> \.$/,$p' "$W/two-from.swaks" | grep -m1 -E '^ *<\*\* ' || true)
 [[ "$line" =~ \<\*\*\ 550\ 5\.7\.1\  ]] || fail "two-from: want 550 5.7.1 after DATA, got: $line"
+reply_want='550 5.7.1 Message must have exactly one From header with one address (RFC 5322 3.6)'
+[[ "${line#*<\*\* }" == "$reply_want" ]] || fail "two-from: reply '${line#*<\*\* }', want '$reply_want'"
 verdict two-from c7@pass.unimilter.example
-expect two-from from.header=several action=reject
+expect two-from from.header=several action=reject why='several From'
 echo "ok: two-from: ${line#*<\*\* }"
 
 # --- 8. spoofed p=none: monitor only
@@ -495,8 +503,52 @@ ar_has spoof-none '^spf=softfail .*smtp\.mailfrom=(c8@)?none\.unimilter\.example
     '^dmarc=fail .*header\.from=none\.unimilter\.example( |$)'
 echo "ok: spoof-none: delivered, $AR"
 
+# ---- 9. the other actions (SIGHUP with new settings): quarantine_action tag,
+# temperror_action tempfail, bad_from_action tempfail; each reply and header as lib/policy.c
+# writes it, through the one funnel (milter/verdict.c).
+sed -e 's/quarantine_action = "hold";/quarantine_action = "tag";/' \
+    -e 's/bad_from_action = "reject";/bad_from_action = "tempfail";/' \
+    -e 's/temperror_action = "accept";/temperror_action = "tempfail";/' "$W/um.conf" >"$W/um2.conf"
+mv "$W/um2.conf" "$W/um.conf"
+before=$(grep -c . "$UM_LOG" || true)
+kill -HUP "$UM_PID"
+for ((i = 0; i < 100; i++)); do
+    new=$(tail -n +"$((before + 1))" "$UM_LOG")
+    grep -q 'new configuration rejected' <<<"$new" && fail "reload rejected: $new"
+    grep -q "configuration .*loaded" <<<"$new" && break
+    sleep 0.05
+done
+grep -q "configuration .*loaded" <<<"$new" || fail "no 'configuration ... loaded' line 5 s after SIGHUP"
+
+send tag-quarantine "$BAD_IP" c9@quarantine.unimilter.example
+((RC == 0)) || fail "tag-quarantine: swaks exited $RC, want 0 (tagged, delivered)"
+verdict tag-quarantine c9@quarantine.unimilter.example
+expect tag-quarantine dmarc=fail action=tag why='dmarc p=quarantine'
+delivered tag-quarantine
+grep -qx 'X-Unimilter-Quarantine: DMARC policy of quarantine\.unimilter\.example' "$W/tag-quarantine.hdrs" ||
+    fail "tag-quarantine: no X-Unimilter-Quarantine header naming the domain: $(cat "$W/tag-quarantine.hdrs")"
+echo "ok: tag-quarantine: delivered with X-Unimilter-Quarantine"
+
+reply_want='451 4.7.1 Cannot authenticate this message now, try again later'
+send servfail "$GOOD_IP" c9b@servfail.unimilter.example
+((RC != 0)) || fail "servfail (temperror_action tempfail): accepted, want 451 after DATA"
+line=$(sed -n '/^ *-> \.$/,$p' "$W/servfail.swaks" | grep -m1 -E '^ *<\*\* ' || true)
+[[ "${line#*<\*\* }" == "$reply_want" ]] || fail "servfail: reply '${line#*<\*\* }', want '$reply_want'"
+verdict servfail c9b@servfail.unimilter.example
+expect servfail dmarc=temperror action=tempfail why='dmarc temperror'
+echo "ok: servfail (temperror_action tempfail): ${line#*<\*\* }"
+
+send two-from "$GOOD_IP" c9c@pass.unimilter.example
+((RC != 0)) || fail "two-from (bad_from_action tempfail): accepted, want 451 after DATA"
+line=$(sed -n '/^ *-> \.$/,$p' "$W/two-from.swaks" | grep -m1 -E '^ *<\*\* ' || true)
+[[ "${line#*<\*\* }" == "$reply_want" ]] || fail "two-from: reply '${line#*<\*\* }', want '$reply_want'"
+verdict two-from c9c@pass.unimilter.example
+expect two-from from.header=several action=tempfail why='several From'
+echo "ok: two-from (bad_from_action tempfail): ${line#*<\*\* }"
+
 # ---- nothing else delivered or held; a clean stop
-want=(legit-dual legit-dkim-only legit-maildkim forged-ar forged-many servfail relaxed spoof-none)
+want=(legit-dual legit-dkim-only legit-maildkim forged-ar forged-many servfail relaxed spoof-none
+    tag-quarantine)
 sleep 0.5
 n=$(pf_sink_count)
 # shellcheck disable=SC2046 # file names made by smtp-sink: no spaces

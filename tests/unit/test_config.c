@@ -329,12 +329,129 @@ test_example_documents_every_setting(void **state)
     um_config_unref(cfg);
 }
 
+/* Every word of every choice setting stores its own module's enum value (the name tables in
+ * config.c are the only place a word meets its value, so a table out of order shows here). */
+enum choice_field {
+    CF_RL_ACTION,
+    CF_RL_BACKEND,
+    CF_RL_ON_ERROR,
+    CF_VIA,
+    CF_TLS,
+    CF_METHOD,
+    CF_REJECT,
+    CF_QUARANTINE,
+    CF_BAD_FROM,
+    CF_TEMPERROR,
+    CF_STORE,
+    CF_HCANON,
+    CF_BCANON,
+    CF_SIGN_ON_ERROR,
+};
+
+static int
+choice_get(const struct um_config *c, enum choice_field f)
+{
+    switch (f) {
+    case CF_RL_ACTION:
+        return (int)c->ratelimit.action;
+    case CF_RL_BACKEND:
+        return (int)c->ratelimit.backend;
+    case CF_RL_ON_ERROR:
+        return (int)c->ratelimit.redis_on_error;
+    case CF_VIA:
+        return (int)c->submit.via;
+    case CF_TLS:
+        return (int)c->submit.starttls;
+    case CF_METHOD:
+        return (int)c->inbound.dmarc_method;
+    case CF_REJECT:
+        return (int)c->inbound.reject_action;
+    case CF_QUARANTINE:
+        return (int)c->inbound.quarantine_action;
+    case CF_BAD_FROM:
+        return (int)c->inbound.bad_from_action;
+    case CF_TEMPERROR:
+        return (int)c->inbound.temperror_action;
+    case CF_STORE:
+        return (int)c->reports.history_store;
+    case CF_HCANON:
+        return (int)c->dkim_sign.header_canon;
+    case CF_BCANON:
+        return (int)c->dkim_sign.body_canon;
+    case CF_SIGN_ON_ERROR:
+        return (int)c->dkim_sign.on_error;
+    }
+    return -1;
+}
+
+static void
+test_choices_are_enums(void **state)
+{
+    static const struct {
+        const char *conf;
+        enum choice_field f;
+        int want;
+    } rows[] = {
+        {"", CF_RL_ACTION, UM_RL_ACTION_TEMPFAIL},
+        {"ratelimit = { action = \"tempfail\"; };", CF_RL_ACTION, UM_RL_ACTION_TEMPFAIL},
+        {"ratelimit = { action = \"hold\"; };", CF_RL_ACTION, UM_RL_ACTION_HOLD},
+        {"ratelimit = { action = \"reject\"; };", CF_RL_ACTION, UM_RL_ACTION_REJECT},
+        {"", CF_RL_BACKEND, UM_RL_BACKEND_MEMORY},
+        {"ratelimit = { backend = \"redis\"; };", CF_RL_BACKEND, UM_RL_BACKEND_REDIS},
+        {"", CF_RL_ON_ERROR, UM_RL_ON_ERROR_LOCAL},
+        {"ratelimit = { redis = { on_error = \"tempfail\"; }; };", CF_RL_ON_ERROR,
+         UM_RL_ON_ERROR_TEMPFAIL},
+        {"ratelimit = { redis = { on_error = \"accept\"; }; };", CF_RL_ON_ERROR,
+         UM_RL_ON_ERROR_ACCEPT},
+        {"", CF_VIA, UM_SUBMIT_VIA_SMTP},
+        {"submit = { via = \"sendmail\"; };", CF_VIA, UM_SUBMIT_VIA_SENDMAIL},
+        {"", CF_TLS, UM_SUBMIT_TLS_AUTO},
+        {"submit = { starttls = \"always\"; };", CF_TLS, UM_SUBMIT_TLS_ALWAYS},
+        {"submit = { starttls = \"never\"; };", CF_TLS, UM_SUBMIT_TLS_NEVER},
+        {"", CF_METHOD, UM_DMARC_METHOD_TREEWALK},
+        {"inbound = { dmarc_method = \"psl\"; };", CF_METHOD, UM_DMARC_METHOD_PSL},
+        {"", CF_REJECT, UM_ACTION_REJECT},
+        {"inbound = { reject_action = \"hold\"; };", CF_REJECT, UM_ACTION_HOLD},
+        {"inbound = { reject_action = \"tag\"; };", CF_REJECT, UM_ACTION_TAG},
+        {"", CF_QUARANTINE, UM_ACTION_HOLD},
+        {"inbound = { quarantine_action = \"tag\"; };", CF_QUARANTINE, UM_ACTION_TAG},
+        {"inbound = { quarantine_action = \"reject\"; };", CF_QUARANTINE, UM_ACTION_REJECT},
+        {"", CF_BAD_FROM, UM_ACTION_REJECT},
+        {"inbound = { bad_from_action = \"tempfail\"; };", CF_BAD_FROM, UM_ACTION_TEMPFAIL},
+        {"inbound = { bad_from_action = \"accept\"; };", CF_BAD_FROM, UM_ACTION_ACCEPT},
+        {"", CF_TEMPERROR, UM_ACTION_ACCEPT},
+        {"inbound = { temperror_action = \"tempfail\"; };", CF_TEMPERROR, UM_ACTION_TEMPFAIL},
+        {"", CF_STORE, UM_HISTORY_STORE_SQLITE},
+        {"reports = { history_store = \"postgresql\"; };", CF_STORE, UM_HISTORY_STORE_POSTGRESQL},
+        {"", CF_HCANON, UM_DKIM_CANON_RELAXED},
+        {"dkim_sign = { header_canonicalization = \"simple\"; };", CF_HCANON, UM_DKIM_CANON_SIMPLE},
+        {"dkim_sign = { body_canonicalization = \"simple\"; };", CF_BCANON, UM_DKIM_CANON_SIMPLE},
+        {"", CF_SIGN_ON_ERROR, UM_ACTION_ACCEPT},
+        {"dkim_sign = { on_error = \"tempfail\"; };", CF_SIGN_ON_ERROR, UM_ACTION_TEMPFAIL},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct um_config *cfg = NULL;
+        struct um_error err = {0};
+        int got;
+
+        if (um_config_load(write_conf("choice.conf", rows[i].conf), &cfg, &err) != UM_OK)
+            fail_msg("row %zu (%s): rejected: %s", i, rows[i].conf, err.msg);
+        got = choice_get(cfg, rows[i].f);
+        if (got != rows[i].want)
+            fail_msg("row %zu (%s): got %d, want %d", i, rows[i].conf, got, rows[i].want);
+        um_config_unref(cfg);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_choices_are_enums),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_include),
