@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 tools/deps.sh build
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUM_TESTS=OFF
 cmake --build build/release -j"$(nproc)"
-# What the systemd unit's sysusers.d, RuntimeDirectory= and StateDirectory= provide.
+# What the package's sysusers.d and tmpfiles.d and the unit's RuntimeDirectory= and
+# StateDirectory= provide (the example configuration puts the socket where Postfix sees it).
 id -u unimilter >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin unimilter
-install -d -o unimilter -g unimilter -m 0755 /run/unimilter
+install -d -o unimilter -g unimilter -m 0755 /run/unimilter /var/spool/postfix/unimilter
 install -d -o unimilter -g unimilter -m 0750 /var/lib/unimilter
 # The daemon refuses a configuration that someone other than root could change, file or
 # directory (README "Security"): a checkout in a user's home is one. Run a root-owned copy;

@@ -63,6 +63,9 @@ semodule -p "$root" -s default -l 2>/dev/null | grep -qx 'unimilter' \
     || inst_fail "unimilter not listed in the scratch store"
 grep -q '^/etc/unimilter/keys(/\.\*)?' "$root"/var/lib/selinux/default/active/file_contexts \
     || inst_fail "file contexts of unimilter not in the scratch store"
+grep -qE '^/var/spool/postfix/unimilter\(/\.\*\)\?\s+system_u:object_r:unimilter_var_run_t' \
+    "$root"/var/lib/selinux/default/active/file_contexts \
+    || inst_fail "the Postfix socket directory /var/spool/postfix/unimilter is not unimilter_var_run_t"
 echo "ok: linked into a scratch copy of the default policy: $pol"
 
 # --- 3. assertions ---------------------------------------------------------------------------
@@ -96,6 +99,10 @@ has_allow "unimilter_t reads its keys" -s unimilter_t -t unimilter_key_t -c file
 has_allow "unimilter_t reads its configuration" -s unimilter_t -t unimilter_conf_t -c file -p read
 has_allow "unimilter_t writes its state file" -s unimilter_t -t unimilter_var_lib_t -c file -p write
 has_allow "unimilter_t creates sockets in /run/unimilter" -s unimilter_t -t unimilter_var_run_t -c sock_file -p create
+has_allow "unimilter_t reaches /var/spool/postfix/unimilter" -s unimilter_t -t postfix_spool_t -c dir -p search
+for d in postfix_smtpd_t postfix_cleanup_t; do
+    has_allow "$d may search the spool (the socket's parent)" -s "$d" -t postfix_spool_t -c dir -p search
+done
 has_allow "unimilter_t resolves DNS (tcp)" -s unimilter_t -t dns_port_t -c tcp_socket -p name_connect
 has_allow "unimilter_t sends syslog" -s unimilter_t -t devlog_t -c sock_file -p write
 has_allow "init starts unimilter_t from unimilter_exec_t" -s init_t -t unimilter_t -c process -p transition
