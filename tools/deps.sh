@@ -11,7 +11,8 @@ TEST="libcmocka-dev miltertest postfix swaks python3 python3-dkim python3-dnspyt
  libmail-dkim-perl libnet-dns-perl opendkim-tools unbound util-linux iproute2 procps
  clang clang-format libclang-rt-14-dev sasl2-bin libsasl2-modules redis-server libhiredis-dev
  openssl m4 libwrap0 systemd man-db groff-base selinux-policy-dev selinux-policy-default
- semodule-utils policycoreutils setools checkpolicy libxml2-utils postgresql"
+ semodule-utils policycoreutils setools checkpolicy libxml2-utils postgresql
+ debhelper dpkg-dev fakeroot lintian mmdebstrap systemd-container git"
 case $what in
 build) pkgs=$BUILD ;;
 test) pkgs="$BUILD $TEST" ;;
