@@ -148,6 +148,17 @@ mb = mailbox.mbox("/var/mail/" + sys.argv[1])
 sys.stdout.buffer.write(mb.get_bytes(list(mb.keys())[-1]))' "$1"
 }
 
+# um_ready: after systemctl start/restart, wait until the daemon answers on its control
+# socket (Type=simple: systemd says "started" before the daemon listens).
+um_ready() {
+    local i
+    for ((i = 0; i < 60; i++)); do
+        ct unimilter stats >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    dp_fail "unimilter does not answer on its control socket 15 s after start: $(ct unimilter stats 2>&1)"
+}
+
 # ---- 6. inbound on port 25 -------------------------------------------------------------------
 dp_phase "inbound (port 25)"
 swaks --server "$SERVER_IP:25" --local-interface "$REMOTE_GOOD" --helo mail.good.unimilter.example \
@@ -241,6 +252,7 @@ fi
 before=$(ct unimilter stats | grep "sasl:alice@$DP_HOST" || true)
 [[ -n "$before" ]] || dp_fail "unimilter stats does not list sasl:alice@$DP_HOST: $(ct unimilter stats 2>&1)"
 ct systemctl restart unimilter
+um_ready
 after=$(ct unimilter stats | grep "sasl:alice@$DP_HOST" || true)
 [[ -n "$after" && "$(awk '{print $1}' <<<"$after")" == "$(awk '{print $1}' <<<"$before")" ]] ||
     dp_fail "systemctl restart lost the counts: before '$before', after '$after'"
@@ -305,6 +317,7 @@ res=$(ct systemctl show -p Result -p ExecMainStatus unimilter | tr '\n' ' ')
 [[ "$res" == *"Result=success"* && "$res" == *"ExecMainStatus=0"* ]] || dp_fail "stop did not exit 0: $res"
 echo "ok: systemctl stop: $res"
 ct systemctl start unimilter
+um_ready
 
 # ---- 10. DMARC report ------------------------------------------------------------------------
 dp_phase "DMARC report"
@@ -340,6 +353,7 @@ before=$(ct unimilter stats | grep "sasl:alice@$DP_HOST" || true)
 ct dpkg -i "/root/$(basename "$DP_DEB")" >>"$DP_LOG" 2>&1 || dp_fail "reinstalling the package failed"
 ct cmp -s /root/edited.conf /etc/unimilter/unimilter.conf || dp_fail "reinstalling changed the edited conffile"
 ct systemctl is-active unimilter >/dev/null || dp_fail "unimilter not running after the upgrade"
+um_ready
 after=$(ct unimilter stats | grep "sasl:alice@$DP_HOST" || true)
 [[ -n "$after" && "$(awk '{print $1}' <<<"$after")" == "$(awk '{print $1}' <<<"$before")" ]] ||
     dp_fail "the upgrade lost the counts: before '$before', after '$after'"
