@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2016
 # tests/deploy/lib.sh - sourced by the deployment tests (tests/deploy/t_*.sh).
 #
 # A fresh Debian 12 root from the Debian archive (mmdebstrap), the package built from this
@@ -10,6 +11,7 @@
 #   dp_boot                       extract $DP_TAR, boot it; $DP_PID is its systemd
 #   ct CMD...                     run CMD inside the container (clean environment, as root)
 #   ct_sh SCRIPT                  run a bash script inside (set -euxo pipefail), log to $DP_LOG
+#   dp_wait CMD...                CMD succeeds within 15 s
 #   dp_readme NAME                the README block marked <!-- deploy:NAME -->, de-indented
 #   dp_fail MSG                   print MSG, the journal's tail, exit 1
 #   dp_teardown                   (trap) stop the container by PID, remove the temp root
@@ -182,6 +184,16 @@ dp_todo() {
 ct() {
     nsenter -t "$DP_PID" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 TERM=dumb "$@"
+}
+
+# dp_wait CMD...: CMD succeeds within 15 s.
+dp_wait() {
+    local i
+    for ((i = 0; i < 60; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    return 1
 }
 
 ct_sh() {

@@ -12,13 +12,14 @@
 #     a p=reject spoof is refused 550
 #   - port 587 with SASL: signed (python3-dkim verifies both signatures), rate limited
 #     (451 over the limit; with action = "hold" the message is held in postqueue -p)
-#   - a web site's user through /usr/sbin/sendmail: counted and limited (stays in the queue)
+#   - a web site's user through /usr/sbin/sendmail: counted and limited
 #   - the rate-limit notice reaches a local mailbox
 #   - reload with a broken configuration keeps the old one serving (journal names file:line),
 #     restart keeps the counts, stop drains and exits 0
 #   - unimilter-report.service sends a DMARC report that arrives
 #   - the journal holds no warning but those listed in expected_warnings below
-#   - purge stops the daemon and removes state; the system user stays
+#   - an upgrade keeps the edited conffile, counts and history; remove stops the daemon and
+#     keeps conffile and state; purge removes them
 # Test zones: a DNS server in the container (Debian's unbound) serves example.org (ours) and
 # *.unimilter.example (remote senders); remote clients are extra addresses on lo.
 # Label "deploy". Needs root, mmdebstrap, systemd-container, debhelper, network to the
@@ -65,7 +66,7 @@ $(dp_readme deb-install)" || dp_fail "installing the package as README.md says f
 ct systemctl is-enabled unimilter.service >/dev/null || dp_fail "unimilter.service not enabled on install"
 ct systemctl is-active unimilter.service >/dev/null || dp_fail "unimilter.service not running after install"
 ct systemctl is-enabled unimilter-report.timer >/dev/null || dp_fail "unimilter-report.timer not enabled"
-ct test -S /var/spool/postfix/unimilter/unimilter.sock || dp_fail "no socket in /var/spool/postfix/unimilter"
+dp_wait ct test -S /var/spool/postfix/unimilter/unimilter.sock || dp_fail "no socket in /var/spool/postfix/unimilter"
 ct id unimilter >/dev/null || dp_fail "no unimilter user after install"
 echo "ok: installed; unimilter.service enabled and running, report timer enabled, socket in the Postfix spool"
 
@@ -73,6 +74,7 @@ echo "ok: installed; unimilter.service enabled and running, report timer enabled
 dp_phase "postfix quick start"
 ct_sh "$(dp_readme postfix)" || dp_fail "the README's Postfix quick start failed"
 ct_sh "$(dp_readme postfix-submission)" || dp_fail "the README's submission lines failed"
+dp_wait ct test -S /var/spool/postfix/unimilter/unimilter.sock
 [[ "$(ct stat -c %G /var/spool/postfix/unimilter/unimilter.sock)" == postfix ]] ||
     dp_fail "the socket's group is not postfix after the quick start"
 ct grep -qE '^smtp +inet +n +- +y' /etc/postfix/master.cf || dp_fail "Debian's master.cf no longer runs smtpd chrooted"

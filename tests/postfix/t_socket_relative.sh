@@ -84,6 +84,7 @@ pf_wait_delivered 3 30 || fail "not all 3 messages were delivered"
 
 for pair in rel-smtp:inbound rel-submission:outbound rel-local:outbound; do
     subj=${pair%%:*} want=${pair#*:}
+    # shellcheck disable=SC2046 # pf_sink_files prints plain paths, one per line
     f=$(grep -l "^Subject: $subj\$" $(pf_sink_files)) || fail "$subj: not delivered"
     modes=$(grep -i '^X-Unimilter-Mode:' "$f" || true)
     [[ "$modes" == "X-Unimilter-Mode: $want" ]] || fail "$subj: '$modes', want one 'X-Unimilter-Mode: $want'"
