@@ -19,7 +19,8 @@
 # build and DP_TODO="name ..." sets checks aside (both only for working on the tests
 # themselves, never under CI=true); DP_CACHE, DP_MIRROR.
 # The root tarball is cached in $DP_CACHE (default /var/cache/unimilter-deploy), keyed by the
-# suite and the package list, outside the clone, so a fresh clone reuses it.
+# suite and the package list, outside the clone, so a fresh clone reuses it. It is not
+# refreshed when the archive moves on: delete it to test against newer packages.
 DP_SUITE=bookworm
 DP_MIRROR=${DP_MIRROR:-http://deb.debian.org/debian}
 DP_CACHE=${DP_CACHE:-/var/cache/unimilter-deploy}
@@ -45,9 +46,9 @@ dp_skip() {
 dp_require() {
     local t
     [[ "$(id -u)" == 0 ]] || dp_skip "needs root (mmdebstrap, systemd-nspawn)"
-    for t in mmdebstrap systemd-nspawn nsenter dpkg-buildpackage dh unshare git; do
+    for t in mmdebstrap systemd-nspawn nsenter dpkg-buildpackage dh lintian unshare git; do
         command -v "$t" >/dev/null 2>&1 ||
-            dp_skip "$t missing (apt-get install mmdebstrap systemd-container debhelper util-linux git)"
+            dp_skip "$t missing (apt-get install mmdebstrap systemd-container debhelper lintian util-linux git)"
     done
     DP_WORK=$(mktemp -d /var/tmp/um-deploy.XXXXXX)
     DP_LOG=$DP_WORK/run.log
