@@ -28,6 +28,7 @@
 #include "log.h"
 #include "mode.h"
 #include "policy.h"
+#include "rlstore.h" /* enum um_rl_on_error */
 #include "submit.h"
 
 enum um_log_target {
@@ -45,13 +46,6 @@ enum um_rl_action {
 enum um_rl_backend {
     UM_RL_BACKEND_MEMORY = 0, /* this process (lib/ratelimit.c) */
     UM_RL_BACKEND_REDIS,      /* shared by several hosts (lib/ratelimit_redis.c) */
-};
-
-/* ratelimit.redis.on_error: what a recipient gets while Redis cannot be asked. */
-enum um_rl_on_error {
-    UM_RL_ON_ERROR_TEMPFAIL = 0, /* 451 4.3.0 */
-    UM_RL_ON_ERROR_ACCEPT,       /* accepted, not counted */
-    UM_RL_ON_ERROR_LOCAL,        /* counted in this process's memory */
 };
 
 /* ratelimit.overrides: one per-sender limit or exemption. */

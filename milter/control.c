@@ -239,6 +239,7 @@ control_stats(struct um_daemon *d, const char *arg, struct control_out *o)
     struct um_config *cfg;
     unsigned long n = CONTROL_STATS_DEFAULT;
     size_t got = 0;
+    struct um_error err = {0};
     char esc[UM_RATELIMIT_KEY_MAX * 4 + 1];
 
     if (arg != NULL) {
@@ -257,21 +258,10 @@ control_stats(struct um_daemon *d, const char *arg, struct control_out *o)
         control_printf(o, "err out of memory\n");
         return;
     }
-    um_ratelimit_totals(d->rl, &t);
-    if (d->rlredis != NULL) {
-        struct um_runtime *rt = um_daemon_runtime(d);
-        struct um_error err = {0};
-        if (um_rlredis_stats(d->rlredis, rt->rlpol, (int64_t)time(NULL), st, n, &got, &err)
-            != UM_OK) {
-            um_runtime_unref(rt);
-            free(st);
-            control_printf(o, "err redis: %s\n", err.msg);
-            return;
-        }
-        um_runtime_unref(rt);
-        t.tracked = got;
-    } else {
-        um_ratelimit_stats(d->rl, (int64_t)time(NULL), st, n, &got);
+    if (um_rlstore_stats(d->rlstore, (int64_t)time(NULL), st, n, &got, &t, &err) != UM_OK) {
+        free(st);
+        control_printf(o, "err %s: %s\n", um_rlstore_name(d->rlstore), err.msg);
+        return;
     }
     cfg = um_daemon_config(d);
     control_printf(o, "ok window=%d limit=%d tracked=%zu max=%zu\n", cfg->ratelimit.window,
@@ -298,8 +288,7 @@ control_reset(struct um_daemon *d, char *arg, size_t len, struct control_out *o)
                        UM_RATELIMIT_KEY_MAX);
         return;
     }
-    s = d->rlredis != NULL ? um_rlredis_reset(d->rlredis, (struct um_str){arg, (size_t)klen}, &err)
-                           : um_ratelimit_reset(d->rl, (struct um_str){arg, (size_t)klen}, &err);
+    s = um_rlstore_reset(d->rlstore, (struct um_str){arg, (size_t)klen}, &err);
     um_logline_init(&l, NULL, "control");
     um_logline_str(&l, "action", "reset");
     um_logline_mem(&l, "sender", arg, (size_t)klen);
@@ -321,7 +310,7 @@ control_rl_enabled(struct um_daemon *d)
     struct um_config *cfg;
     bool on;
 
-    if (d->rl == NULL)
+    if (d->rlstore == NULL)
         return false;
     cfg = um_daemon_config(d);
     on = cfg->ratelimit.enabled;

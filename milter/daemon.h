@@ -21,7 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "history.h"
-#include "ratelimit_redis.h"
+#include "rlstore.h"
 #include "runtime.h"
 #include "submitq.h"
 
@@ -37,10 +37,8 @@ struct um_daemon {
     _Atomic int log_target; /* enum um_log_target, switched by a reload */
     bool log_tty;           /* stderr is a terminal: syslog lines are echoed there */
     bool log_opened;        /* openlog() done (main thread only) */
-    struct um_ratelimit *rl; /* process lifetime; its policy is swapped on reload */
-    struct um_dns *dns;      /* process lifetime: the one shared resolver and cache */
-    struct um_rlredis *rlredis; /* ratelimit.backend = redis (process lifetime), else NULL */
-    _Atomic unsigned long long redis_outages_logged;
+    struct um_rlstore *rlstore; /* process lifetime; its policy is swapped on reload */
+    struct um_dns *dns;         /* process lifetime: the one shared resolver and cache */
     struct um_history *history; /* DMARC evaluations (NULL: not recorded); process lifetime */
     struct um_submitq *submitq; /* notices to mail; process lifetime */
     pthread_mutex_t child_lock; /* guards children: notify commands not yet reaped */

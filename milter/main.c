@@ -343,7 +343,7 @@ main_drop_privileges(struct um_daemon *d, const struct um_config *cfg, const str
     return 0;
 }
 
-/* The rate limiter lives as long as the process; reloads swap only its policy. */
+/* The rate-limit store lives as long as the process; reloads swap only its policy. */
 static int
 main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
 {
@@ -354,10 +354,6 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
     o.max_senders = (size_t)cfg->ratelimit.max_senders;
     if (getrandom(o.seed, sizeof(o.seed), 0) != (ssize_t)sizeof(o.seed))
         o.seed[0] = (uint64_t)time(NULL) ^ (uint64_t)getpid();
-    if (um_ratelimit_new(&o, d->rt->rlpol, &d->rl, &err) != UM_OK) {
-        um_log_msg(&d->log, UM_LOG_ERR, "startup", "rate limiter: %s", err.msg);
-        return -1;
-    }
     if (cfg->ratelimit.backend == UM_RL_BACKEND_REDIS) {
         struct um_rlredis_opts ro = {0};
         ro.host = cfg->ratelimit.redis_host;
@@ -365,7 +361,10 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
         ro.socket = cfg->ratelimit.redis_socket;
         ro.prefix = cfg->ratelimit.redis_prefix;
         ro.timeout_ms = (unsigned)cfg->ratelimit.redis_timeout_ms;
-        if (um_rlredis_new(&ro, &d->rlredis, &err) != UM_OK) {
+        if (um_rlstore_new_redis(&ro, &o, d->rt->rlpol,
+                                 cfg->ratelimit.redis_on_error, &d->log,
+                                 &d->rlstore, &err)
+            != UM_OK) {
             um_log_msg(&d->log, UM_LOG_ERR, "startup", "%s: ratelimit.redis: %s", cfg->path,
                        err.msg);
             return -1;
@@ -373,11 +372,14 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
         um_log_msg(&d->log, UM_LOG_INFO, "ratelimit", "counting in Redis at %s",
                    cfg->ratelimit.redis_socket != NULL ? cfg->ratelimit.redis_socket
                                                        : cfg->ratelimit.redis_host);
-        return 0; /* the shared store keeps the counts; no snapshot */
+    } else if (um_rlstore_new_memory(&o, d->rt->rlpol, &d->rlstore, &err) != UM_OK) {
+        um_log_msg(&d->log, UM_LOG_ERR, "startup", "rate limiter: %s", err.msg);
+        return -1;
     }
-    if (cfg->ratelimit.state_file != NULL) {
-        if (um_ratelimit_load(d->rl, cfg->ratelimit.state_file, (int64_t)time(NULL), &loaded,
-                              &err)
+    /* A shared store keeps the counts itself: no snapshot. */
+    if (cfg->ratelimit.state_file != NULL && um_rlstore_has_snapshot(d->rlstore)) {
+        if (um_rlstore_load(d->rlstore, cfg->ratelimit.state_file, (int64_t)time(NULL), &loaded,
+                            &err)
             != UM_OK)
             um_log_msg(&d->log, UM_LOG_ERR, "ratelimit",
                        "saved counts damaged, loaded counts of %zu sender(s) from before the "
@@ -499,7 +501,8 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
                    "dns settings changed: take effect at the next restart");
     um_config_unref(old);
     /* Counts survive: only the policy (limits, overrides, exemptions) is swapped. */
-    um_ratelimit_set_policy(d->rl, nrt->rlpol);
+    um_rlstore_set_policy(d->rlstore, nrt->rlpol,
+                          nrt->cfg->ratelimit.redis_on_error);
     pthread_mutex_lock(&d->cfg_lock);
     oldrt = d->rt;
     d->rt = nrt;
@@ -516,8 +519,8 @@ main_save_state(struct um_daemon *d, bool at_exit)
     struct um_config *cfg = um_daemon_config(d);
     struct um_error err = {0};
 
-    if (cfg->ratelimit.state_file != NULL && d->rlredis == NULL) {
-        if (um_ratelimit_save(d->rl, cfg->ratelimit.state_file, (int64_t)time(NULL), &err)
+    if (cfg->ratelimit.state_file != NULL && um_rlstore_has_snapshot(d->rlstore)) {
+        if (um_rlstore_save(d->rlstore, cfg->ratelimit.state_file, (int64_t)time(NULL), &err)
             != UM_OK)
             um_log_msg(&d->log, UM_LOG_ERR, "ratelimit", "cannot save counts: %s", err.msg);
         else if (at_exit)
@@ -1010,7 +1013,6 @@ main(int argc, char **argv)
     um_runtime_unref(d.rt);
     d.rt = NULL;
     pthread_mutex_unlock(&d.cfg_lock);
-    um_ratelimit_free(d.rl);
-    um_rlredis_free(d.rlredis);
+    um_rlstore_free(d.rlstore);
     return rc;
 }

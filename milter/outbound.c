@@ -109,63 +109,18 @@ ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decis
     return verdict_apply(ctx, cc, &pd);
 }
 
-/*
- * One reservation in the configured store. With Redis down or slow, ratelimit.redis.on_error
- * decides: UM_ETEMP (tempfail), an uncounted pass (accept), or this process's memory (local).
- * An outage is logged once, when it starts, not per recipient.
- */
-static enum um_status
-ob_backend_reserve(struct conn_ctx *cc, unsigned n, struct um_ratelimit_decision *dec,
-                   bool *redis, struct um_error *err)
-{
-    struct um_daemon *d = cc->d;
-    const struct um_config *cfg = cc->cfg;
-    struct um_str key = {cc->msg.key.key, cc->msg.key.len};
-    int64_t now = (int64_t)time(NULL);
-
-    *redis = false;
-    if (d->rlredis != NULL) {
-        struct um_error rerr = {0};
-        enum um_status st = um_rlredis_reserve(d->rlredis, cc->rt->rlpol, key, n, now, dec, &rerr);
-        struct um_rlredis_totals t;
-
-        if (st == UM_OK) {
-            *redis = true;
-            return UM_OK;
-        }
-        um_rlredis_totals(d->rlredis, &t);
-        if (atomic_exchange(&d->redis_outages_logged, (unsigned long long)t.outages)
-            != (unsigned long long)t.outages) {
-            static const char *const what[] = {[UM_RL_ON_ERROR_TEMPFAIL] = "tempfailing recipients",
-                                               [UM_RL_ON_ERROR_ACCEPT] = "accepting uncounted",
-                                               [UM_RL_ON_ERROR_LOCAL] = "counting locally"};
-            um_log_msg(&d->log, UM_LOG_WARNING, "ratelimit", "redis unavailable (%s): %s",
-                       rerr.msg, what[cfg->ratelimit.redis_on_error]);
-        }
-        if (st != UM_ETEMP)
-            return um_error_set(err, st, "%s", rerr.msg);
-        if (cfg->ratelimit.redis_on_error == UM_RL_ON_ERROR_TEMPFAIL)
-            return um_error_set(err, UM_ETEMP, "%s", rerr.msg);
-        if (cfg->ratelimit.redis_on_error == UM_RL_ON_ERROR_ACCEPT) {
-            memset(dec, 0, sizeof(*dec));
-            dec->allowed = true;
-            dec->exempt = true; /* nothing counted, nothing to give back */
-            return UM_OK;
-        }
-    }
-    return um_ratelimit_reserve(d->rl, key, n, now, dec, err);
-}
-
+/* One reservation in the store (which applies ratelimit.redis.on_error itself when Redis
+ * is down or slow: UM_ETEMP only means "tempfail"). */
 static sfsistat
 ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
 {
     struct msg_ctx *m = &cc->msg;
     struct um_ratelimit_decision dec;
+    struct um_rlstore_resv resv;
     struct um_error err = {0};
-    struct msg_resv *nr;
-
-    bool redis = false;
-    enum um_status st = ob_backend_reserve(cc, n, &dec, &redis, &err);
+    struct um_str key = {m->key.key, m->key.len};
+    enum um_status st =
+        um_rlstore_reserve(cc->d->rlstore, key, n, (int64_t)time(NULL), &dec, &resv, &err);
 
     if (st == UM_ETEMP) {
         /* ratelimit.redis.on_error = tempfail */
@@ -183,22 +138,9 @@ ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
                    "ratelimit.max_senders");
     if (!dec.allowed)
         return ob_over_limit(ctx, cc, &dec, n);
-    if (dec.exempt)
-        return SMFIS_CONTINUE;
-    if (m->nresv > 0 && m->resv[m->nresv - 1].ts == dec.ts && m->resv[m->nresv - 1].redis == redis) {
-        m->resv[m->nresv - 1].n += n;
-        return SMFIS_CONTINUE;
-    }
-    nr = realloc(m->resv, (m->nresv + 1) * sizeof(*nr));
-    if (nr == NULL) {
-        /* Cannot remember it: keep it counted (never under-count). */
-        return SMFIS_CONTINUE;
-    }
-    m->resv = nr;
-    m->resv[m->nresv].ts = dec.ts;
-    m->resv[m->nresv].n = n;
-    m->resv[m->nresv].redis = redis;
-    m->nresv++;
+    /* Cannot remember it (no memory): it stays counted (never under-count). */
+    if (!dec.exempt)
+        (void)um_rlstore_hold(&m->resv, &resv);
     return SMFIS_CONTINUE;
 }
 

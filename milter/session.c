@@ -45,9 +45,7 @@ conn_ctx_new(struct um_daemon *d)
 void
 msg_ctx_commit(struct conn_ctx *cc)
 {
-    free(cc->msg.resv);
-    cc->msg.resv = NULL;
-    cc->msg.nresv = 0;
+    um_rlstore_held_clear(&cc->msg.resv);
 }
 
 void
@@ -58,20 +56,15 @@ msg_ctx_end(struct conn_ctx *cc)
     if (m->active)
         atomic_fetch_sub(&cc->d->inflight, 1);
     /* RFC 5321 transaction not completed: its recipients no longer count. */
-    for (size_t i = 0; i < m->nresv; i++) {
+    for (size_t i = 0; i < m->resv.n; i++) {
         unsigned released = 0;
         struct um_error err = {0};
         struct um_str key = {m->key.key, m->key.len};
-        enum um_status st =
-            m->resv[i].redis
-                ? um_rlredis_release(cc->d->rlredis, key, m->resv[i].ts, m->resv[i].n,
-                                     &released, &err)
-                : um_ratelimit_release(cc->d->rl, key, m->resv[i].ts, m->resv[i].n,
-                                       &released, &err);
-        if (st != UM_OK)
+
+        if (um_rlstore_release(cc->d->rlstore, key, &m->resv.v[i], &released, &err) != UM_OK)
             um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "release failed: %s", err.msg);
     }
-    free(m->resv);
+    um_rlstore_held_clear(&m->resv);
     for (size_t i = 0; i < m->nrcpt_first; i++)
         free(m->rcpt_first[i]);
     free(m->received);

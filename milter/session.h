@@ -25,13 +25,6 @@ struct msg_hdr {
     char *name, *value;
 };
 
-/* One rate-limit reservation to give back if the message does not complete. */
-struct msg_resv {
-    int64_t ts;
-    unsigned n;
-    bool redis; /* counted in Redis (else in this process) */
-};
-
 struct msg_ctx {
     bool active;         /* counted in d->inflight */
     enum um_mode mode;
@@ -60,8 +53,7 @@ struct msg_ctx {
     bool rl_at_eom;        /* decide once at end of message (local submission, uid key) */
     bool have_key;
     struct um_senderkey key;
-    struct msg_resv *resv; /* reservations made at RCPT */
-    size_t nresv;
+    struct um_rlstore_held resv; /* reservations made at RCPT, given back unless committed */
     const char *hold; /* quarantine reason for the end of message (static); NULL: none */
     char *rcpt_first[MSG_RCPTS_KEPT];
     size_t nrcpt_first;
