@@ -34,7 +34,8 @@
  *
  *              Failures: every function here returns UM_ETEMP when Redis is down, slow,
  *              restarting or answers an error; what to do then (tempfail, accept, fall
- *              back to the local limiter) is the caller's policy.  After a connection
+ *              back to the local limiter) is the caller's policy (rlstore.h: the Redis
+ *              store applies ratelimit.redis.on_error).  After a connection
  *              failure the client is "down": calls fail at once, without I/O, until a
  *              backoff (backoff_min_ms, doubling to backoff_max_ms) has passed; then one
  *              call probes with a new connection while the others keep failing fast.
