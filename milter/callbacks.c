@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "callbacks.h"
 #include "daemon.h"
 #include "inbound.h"
 #include "listen.h"

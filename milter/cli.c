@@ -37,6 +37,7 @@
 
 #include "cli_import.h"
 #include "cli_report.h"
+#include "cli.h"
 #include "daemon.h"
 #include "dkim_sign.h"
 #include "dns.h"

@@ -50,7 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "control.h"
 #include "ratelimit.h"
 
 #define CONTROL_TIMEOUT_MS    2000

@@ -4,10 +4,12 @@
  * DESCRIPTION  One struct um_daemon exists per process. main.c fills it before any thread
  *              starts and publishes its address once (um_daemon_set()); the callbacks reach
  *              it through um_daemon_get(), because libmilter gives callbacks no user pointer
- *              until smfi_setpriv().
- * THREADS      rt is swapped by the reload (main) thread under cfg_lock; readers take a
- *              reference with um_daemon_runtime() and keep it for a whole connection.
- *              Counters and flags are atomics. Nothing else in it changes after startup.
+ *              until smfi_setpriv(). daemon.c holds these accessors and the one runtime
+ *              swap; it includes no other milter/ header, so nothing depends on main.c.
+ * THREADS      rt is swapped by the main thread (start, reload) with um_daemon_publish()
+ *              under cfg_lock; readers take a reference with um_daemon_runtime() and keep
+ *              it for a whole connection. Counters and flags are atomics. Nothing else in
+ *              it changes after startup.
  */
 #ifndef UM_DAEMON_H
 #define UM_DAEMON_H
@@ -59,29 +61,8 @@ struct um_daemon *um_daemon_get(void);
 struct um_config *um_daemon_config(struct um_daemon *d);
 /* A counted reference to the current runtime; release with um_runtime_unref(). */
 struct um_runtime *um_daemon_runtime(struct um_daemon *d);
-
-/*
- * control.c: the local control socket (unimilter stats / reset). um_control_start() binds
- * cfg->control_socket (giving it owner uid, group gid and control_socket_mode), then serves
- * it from one thread until um_control_stop(). Returns 0, or -1 after logging why.
- */
-int um_control_start(struct um_daemon *d, const struct um_config *cfg, uid_t uid, gid_t gid);
-void um_control_stop(struct um_daemon *d);
-
-/*
- * notify.c: um_notify_reap() reaps the notify commands that have exited (main loop, once a
- * second); um_notify_release() is the submit queue's release function for the runtime
- * reference a queued notice holds.
- */
-void um_notify_reap(struct um_daemon *d);
-void um_notify_release(void *owner);
-
-/* cli.c: subcommands of the same binary (stats, reset, keygen, check-keys). Returns the
- * exit status, or -1 when argv[1] names no subcommand. */
-int um_cli_run(int argc, char **argv);
-
-/* callbacks.c: the filter description handed to smfi_register(). */
-struct smfiDesc;
-const struct smfiDesc *um_callbacks_desc(void);
+/* Makes rt (its reference passes to the daemon; NULL at exit) the current runtime and
+ * drops the daemon's reference to the previous one. Main thread only. */
+void um_daemon_publish(struct um_daemon *d, struct um_runtime *rt);
 
 #endif

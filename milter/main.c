@@ -45,49 +45,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "callbacks.h"
+#include "cli.h"
+#include "control.h"
 #include "daemon.h"
 #include "listen.h"
+#include "notify.h"
 #include "version.h"
 
 #define UM_DEFAULT_CONFIG "/etc/unimilter/unimilter.conf"
 
-/* Written once by main() before any other thread exists; read-only afterwards. */
-static struct um_daemon *main_daemon;
 /* The self-pipe written by the signal handler; set before the handlers are installed. */
 static int main_sigpipe[2] = {-1, -1};
-
-void
-um_daemon_set(struct um_daemon *d)
-{
-    main_daemon = d;
-}
-
-struct um_daemon *
-um_daemon_get(void)
-{
-    return main_daemon;
-}
-
-struct um_runtime *
-um_daemon_runtime(struct um_daemon *d)
-{
-    struct um_runtime *rt;
-
-    pthread_mutex_lock(&d->cfg_lock);
-    rt = um_runtime_ref(d->rt);
-    pthread_mutex_unlock(&d->cfg_lock);
-    return rt;
-}
-
-struct um_config *
-um_daemon_config(struct um_daemon *d)
-{
-    struct um_runtime *rt = um_daemon_runtime(d);
-    struct um_config *cfg = um_config_ref(rt->cfg);
-
-    um_runtime_unref(rt);
-    return cfg;
-}
 
 static void
 sink_stderr(void *arg, enum um_log_level level, const char *line, size_t len)
@@ -459,7 +428,7 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
             uid_t key_uid)
 {
     struct um_config *ncfg, *old;
-    struct um_runtime *nrt, *oldrt;
+    struct um_runtime *nrt;
     struct um_error err = {0};
     enum um_status st;
 
@@ -503,11 +472,7 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
     /* Counts survive: only the policy (limits, overrides, exemptions) is swapped. */
     um_rlstore_set_policy(d->rlstore, nrt->rlpol,
                           nrt->cfg->ratelimit.redis_on_error);
-    pthread_mutex_lock(&d->cfg_lock);
-    oldrt = d->rt;
-    d->rt = nrt;
-    pthread_mutex_unlock(&d->cfg_lock);
-    um_runtime_unref(oldrt);
+    um_daemon_publish(d, nrt);
     main_apply_logging(d, nrt->cfg);
     um_log_msg(&d->log, UM_LOG_INFO, "reload", "configuration %s loaded", path);
 }
@@ -545,7 +510,7 @@ static int
 main_start_inbound(struct um_daemon *d, uid_t key_uid, unsigned dns_sockets)
 {
     struct um_config *cfg = um_daemon_config(d);
-    struct um_runtime *nrt, *old;
+    struct um_runtime *nrt;
     struct um_error err = {0};
     int rc = -1;
 
@@ -556,11 +521,7 @@ main_start_inbound(struct um_daemon *d, uid_t key_uid, unsigned dns_sockets)
     } else if (um_runtime_build(cfg, key_uid, d->dns, &nrt, &err) != UM_OK) {
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "%s", err.msg);
     } else {
-        pthread_mutex_lock(&d->cfg_lock);
-        old = d->rt;
-        d->rt = nrt;
-        pthread_mutex_unlock(&d->cfg_lock);
-        um_runtime_unref(old);
+        um_daemon_publish(d, nrt);
         rc = 0;
     }
     um_config_unref(cfg);
@@ -1009,10 +970,7 @@ main(int argc, char **argv)
         ids.uid_for_keys = geteuid();
     rc = main_serve(&d, path, sock, sock_override != NULL, &ids);
     free(sock);
-    pthread_mutex_lock(&d.cfg_lock);
-    um_runtime_unref(d.rt);
-    d.rt = NULL;
-    pthread_mutex_unlock(&d.cfg_lock);
+    um_daemon_publish(&d, NULL);
     um_rlstore_free(d.rlstore);
     return rc;
 }

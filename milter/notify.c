@@ -9,6 +9,8 @@
  * Details reach the command through its environment, never through a shell, so sender
  * addresses cannot inject commands.
  */
+#include "notify.h"
+
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "outbound.h"
 
 static void
 notify_rcpts(char *buf, size_t len, const struct um_rl_notice *n)

@@ -11,6 +11,7 @@
  * From domain that picks the signing keys may come after other headers; the body streams.
  */
 #include "outbound.h"
+#include "notify.h"
 #include "verdict.h"
 
 #include <stdio.h>

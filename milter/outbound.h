@@ -29,15 +29,4 @@ void ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size
  * final answer (the reply is already set). */
 sfsistat ob_eom(SMFICTX *ctx, struct conn_ctx *cc);
 
-/* notify.c: tell someone that a sender went over its limit (once per episode). Runs the
- * configured command and/or mails the configured address; never blocks on them. */
-struct um_rl_notice {
-    const char *sess, *key, *client_ip;
-    unsigned count, limit, window, refused;
-    const char *const *rcpts;
-    size_t nrcpts;
-};
-void um_notify_ratelimit(struct um_daemon *d, struct um_runtime *rt,
-                         const struct um_rl_notice *n);
-
 #endif
