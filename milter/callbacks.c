@@ -315,15 +315,16 @@ mlfi_eom(SMFICTX *ctx)
     }
     verdict_line_open(&l, cc);
     if (cc->msg.mode == UM_MODE_OUTBOUND) {
-        if (cc->msg.have_key)
-            um_logline_mem(&l, "rl.sender", cc->msg.key.key, cc->msg.key.len);
-        if (cc->msg.rl_refused > 0)
-            um_logline_int(&l, "rl.over", cc->msg.rl_refused);
-        if (cc->msg.sign != NULL && !cc->msg.sign_off) {
-            um_logline_str(&l, "dkim.d", cc->msg.sign_domain);
-            um_logline_int(&l, "dkim.sigs", (long long)um_dkim_sign_count(cc->msg.sign));
+        if (cc->msg.ob.have_key)
+            um_logline_mem(&l, "rl.sender", cc->msg.ob.key.key, cc->msg.ob.key.len);
+        if (cc->msg.ob.rl_refused > 0)
+            um_logline_int(&l, "rl.over", cc->msg.ob.rl_refused);
+        if (cc->msg.ob.sign != NULL && !cc->msg.ob.sign_off) {
+            um_logline_str(&l, "dkim.d", cc->msg.ob.sign_domain);
+            um_logline_int(&l, "dkim.sigs", (long long)um_dkim_sign_count(cc->msg.ob.sign));
         } else {
-            um_logline_str(&l, "dkim.sign", cc->msg.sign_skip != NULL ? cc->msg.sign_skip : "none");
+            um_logline_str(&l, "dkim.sign",
+                           cc->msg.ob.sign_skip != NULL ? cc->msg.ob.sign_skip : "none");
         }
     }
     verdict_line_close(&l, cc, cc->msg.hold != NULL ? UM_ACTION_HOLD : UM_ACTION_ACCEPT, NULL);

@@ -72,11 +72,11 @@ ib_envfrom(SMFICTX *ctx, struct conn_ctx *cc)
     q.client_ip = cc->client_ip;
     q.helo = cc->helo;
     q.mail_from = ib_mailfrom(m->envfrom, mf, sizeof(mf));
-    if (um_spf_check(cc->rt->spf, &q, &m->spf, &err) != UM_OK) {
+    if (um_spf_check(cc->rt->spf, &q, &m->ib.spf, &err) != UM_OK) {
         um_log_msg(&cc->d->log, UM_LOG_ERR, "spf", "check failed: %s", err.msg);
         return SMFIS_CONTINUE;
     }
-    m->spf_done = true;
+    m->ib.spf_done = true;
     return SMFIS_CONTINUE;
 }
 
@@ -84,34 +84,34 @@ static void
 ib_dkim_fail(struct conn_ctx *cc, const char *why)
 {
     um_log_msg(&cc->d->log, UM_LOG_ERR, "dkim", "verification stopped: %s", why);
-    um_dkim_verify_session_free(cc->msg.dkv);
-    cc->msg.dkv = NULL;
-    cc->msg.dkv_failed = true;
+    um_dkim_verify_session_free(cc->msg.ib.dkv);
+    cc->msg.ib.dkv = NULL;
+    cc->msg.ib.dkv_failed = true;
 }
 
-/* Marks the A-R header just counted (index m->nar_seen) as forged; false when it cannot be
+/* Marks the A-R header just counted (index m->ib.nar_seen) as forged; false when it cannot be
  * recorded (no memory, or an index smfi_chgheader cannot express). */
 static bool
 ib_forged_mark(struct msg_ctx *m)
 {
-    size_t bit = m->nar_seen - 1;
+    size_t bit = m->ib.nar_seen - 1;
 
-    if (m->nar_seen > INT32_MAX)
+    if (m->ib.nar_seen > INT32_MAX)
         return false;
-    if (bit / 8 >= m->ar_forged_cap) {
-        size_t cap = m->ar_forged_cap != 0 ? m->ar_forged_cap : 16;
+    if (bit / 8 >= m->ib.ar_forged_cap) {
+        size_t cap = m->ib.ar_forged_cap != 0 ? m->ib.ar_forged_cap : 16;
         unsigned char *nb;
         while (bit / 8 >= cap)
             cap *= 2;
-        nb = realloc(m->ar_forged, cap);
+        nb = realloc(m->ib.ar_forged, cap);
         if (nb == NULL)
             return false;
-        memset(nb + m->ar_forged_cap, 0, cap - m->ar_forged_cap);
-        m->ar_forged = nb;
-        m->ar_forged_cap = cap;
+        memset(nb + m->ib.ar_forged_cap, 0, cap - m->ib.ar_forged_cap);
+        m->ib.ar_forged = nb;
+        m->ib.ar_forged_cap = cap;
     }
-    m->ar_forged[bit / 8] |= (unsigned char)(1u << (bit % 8));
-    m->nar_forged++;
+    m->ib.ar_forged[bit / 8] |= (unsigned char)(1u << (bit % 8));
+    m->ib.nar_forged++;
     return true;
 }
 
@@ -130,31 +130,31 @@ ib_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
 
     (void)ctx;
     if (strcasecmp(name, "Authentication-Results") == 0) {
-        m->nar_seen++;
+        m->ib.nar_seen++;
         if (um_authres_is_ours(um_str_of(value), cc->cfg->authserv_id) && !ib_forged_mark(m))
-            m->ar_lost = true;
+            m->ib.ar_lost = true;
     }
     if (strcasecmp(name, "From") == 0) {
-        m->nfrom_seen++;
-        if (m->nfrom < UM_IB_MAX_FROM) {
-            char **nf = realloc(m->from, (m->nfrom + 1) * sizeof(*nf));
+        m->ib.nfrom_seen++;
+        if (m->ib.nfrom < UM_IB_MAX_FROM) {
+            char **nf = realloc(m->ib.from, (m->ib.nfrom + 1) * sizeof(*nf));
             if (nf != NULL) {
-                m->from = nf;
-                m->from[m->nfrom] = strdup(value);
-                if (m->from[m->nfrom] != NULL)
-                    m->nfrom++;
+                m->ib.from = nf;
+                m->ib.from[m->ib.nfrom] = strdup(value);
+                if (m->ib.from[m->ib.nfrom] != NULL)
+                    m->ib.nfrom++;
             }
         }
     }
-    if (m->dkv == NULL && !m->dkv_failed && cc->rt->dkimv[0] != NULL) {
-        if (um_dkim_verify_begin(cc->rt->dkimv[cc->leadspc ? 1 : 0], cc->sess, &m->dkv, &err)
+    if (m->ib.dkv == NULL && !m->ib.dkv_failed && cc->rt->dkimv[0] != NULL) {
+        if (um_dkim_verify_begin(cc->rt->dkimv[cc->leadspc ? 1 : 0], cc->sess, &m->ib.dkv, &err)
             != UM_OK) {
             ib_dkim_fail(cc, err.msg);
             return;
         }
     }
-    if (m->dkv != NULL
-        && um_dkim_verify_header(m->dkv, um_str_of(name), um_str_of(value), &err) != UM_OK)
+    if (m->ib.dkv != NULL
+        && um_dkim_verify_header(m->ib.dkv, um_str_of(name), um_str_of(value), &err) != UM_OK)
         ib_dkim_fail(cc, err.msg);
 }
 
@@ -164,7 +164,7 @@ ib_eoh(SMFICTX *ctx, struct conn_ctx *cc)
     struct um_error err = {0};
 
     (void)ctx;
-    if (cc->msg.dkv != NULL && um_dkim_verify_eoh(cc->msg.dkv, &err) != UM_OK)
+    if (cc->msg.ib.dkv != NULL && um_dkim_verify_eoh(cc->msg.ib.dkv, &err) != UM_OK)
         ib_dkim_fail(cc, err.msg);
 }
 
@@ -174,8 +174,8 @@ ib_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t le
     struct um_error err = {0};
 
     (void)ctx;
-    if (cc->msg.dkv != NULL
-        && um_dkim_verify_body(cc->msg.dkv, (struct um_str){(const char *)chunk, len}, &err)
+    if (cc->msg.ib.dkv != NULL
+        && um_dkim_verify_body(cc->msg.ib.dkv, (struct um_str){(const char *)chunk, len}, &err)
                != UM_OK)
         ib_dkim_fail(cc, err.msg);
 }
@@ -258,9 +258,9 @@ ib_authres(struct conn_ctx *cc, struct ib_outcome *o, char **out)
     *out = NULL;
     if (um_authres_new(cc->cfg->authserv_id, &ar, &err) != UM_OK)
         return;
-    if (m->spf_done) {
-        ar_add(ar, "spf", m->spf.result, m->spf.reason);
-        ar_prop(ar, m->spf.ar_ptype, m->spf.ar_prop, um_str_of(m->spf.ar_value));
+    if (m->ib.spf_done) {
+        ar_add(ar, "spf", m->ib.spf.result, m->ib.spf.reason);
+        ar_prop(ar, m->ib.spf.ar_ptype, m->ib.spf.ar_prop, um_str_of(m->ib.spf.ar_value));
     }
     if (o->have_dkim) {
         if (o->dkim.nsigs == 0) {
@@ -301,9 +301,9 @@ ib_verdict_log(struct conn_ctx *cc, const struct ib_outcome *o)
     struct um_logline l;
 
     verdict_line_open(&l, cc);
-    if (m->spf_done) {
-        um_logline_str(&l, "spf", um_auth_name(m->spf.result));
-        um_logline_str(&l, "spf.domain", m->spf.domain);
+    if (m->ib.spf_done) {
+        um_logline_str(&l, "spf", um_auth_name(m->ib.spf.result));
+        um_logline_str(&l, "spf.domain", m->ib.spf.domain);
     } else {
         um_logline_str(&l, "spf", "skipped");
     }
@@ -327,8 +327,8 @@ ib_verdict_log(struct conn_ctx *cc, const struct ib_outcome *o)
     } else if (o->from_status != UM_FROM_OK) {
         um_logline_str(&l, "from.header", o->from_status == UM_FROM_NONE ? "none" : "several");
     }
-    if (m->nar_forged > 0)
-        um_logline_int(&l, "ar.removed", (long long)m->nar_forged);
+    if (m->ib.nar_forged > 0)
+        um_logline_int(&l, "ar.removed", (long long)m->ib.nar_forged);
     verdict_line_close(&l, cc, o->dec.action, um_policy_reason_name(o->dec.reason));
 }
 
@@ -359,11 +359,11 @@ ib_record(struct conn_ctx *cc, const struct ib_outcome *o)
     ib_copy(h->header_from, sizeof(h->header_from), r->from_domain);
     at = strrchr(ib_mailfrom(m->envfrom, mf, sizeof(mf)), '@');
     ib_copy(h->envelope_from, sizeof(h->envelope_from), at != NULL ? at + 1 : "");
-    if (m->spf_done) {
-        h->spf_result = m->spf.result;
-        h->spf_scope = strcmp(m->spf.identity, "helo") == 0 ? UM_HISTORY_SPF_HELO
-                                                             : UM_HISTORY_SPF_MFROM;
-        ib_copy(h->spf_domain, sizeof(h->spf_domain), m->spf.domain);
+    if (m->ib.spf_done) {
+        h->spf_result = m->ib.spf.result;
+        h->spf_scope =
+            strcmp(m->ib.spf.identity, "helo") == 0 ? UM_HISTORY_SPF_HELO : UM_HISTORY_SPF_MFROM;
+        ib_copy(h->spf_domain, sizeof(h->spf_domain), m->ib.spf.domain);
     }
     for (size_t i = 0; o->have_dkim && i < o->dkim.nsigs; i++) {
         if (h->ndkim == UM_HISTORY_MAX_DKIM) {
@@ -420,10 +420,10 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
     sfsistat rc;
 
     memset(&o, 0, sizeof(o));
-    if (m->ar_lost)
+    if (m->ib.ar_lost)
         return ib_tempfail(ctx, cc, "out of memory recording forged Authentication-Results");
-    if (m->dkv != NULL) {
-        if (um_dkim_verify_end(m->dkv, &o.dkim, &err) == UM_OK)
+    if (m->ib.dkv != NULL) {
+        if (um_dkim_verify_end(m->ib.dkv, &o.dkim, &err) == UM_OK)
             o.have_dkim = true;
         else
             um_log_msg(&cc->d->log, UM_LOG_ERR, "dkim", "verification failed: %s", err.msg);
@@ -432,12 +432,12 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
     {
         struct um_str vals[UM_IB_MAX_FROM];
         enum um_status st;
-        for (size_t i = 0; i < m->nfrom; i++)
-            vals[i] = um_str_of(m->from[i]);
-        if (m->nfrom_seen > m->nfrom)
+        for (size_t i = 0; i < m->ib.nfrom; i++)
+            vals[i] = um_str_of(m->ib.from[i]);
+        if (m->ib.nfrom_seen > m->ib.nfrom)
             st = UM_ELIMIT;
         else
-            st = um_keyrule_from_domain(vals, m->nfrom, o.from_buf, sizeof(o.from_buf),
+            st = um_keyrule_from_domain(vals, m->ib.nfrom, o.from_buf, sizeof(o.from_buf),
                                         &o.from_domain, &err);
         o.from_status = st == UM_OK ? UM_FROM_OK : st == UM_ELIMIT ? UM_FROM_SEVERAL : UM_FROM_NONE;
     }
@@ -449,10 +449,10 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
         memset(&in, 0, sizeof(in));
         (void)snprintf(dom, sizeof(dom), "%.*s", (int)o.from_domain.len, o.from_domain.p);
         in.from_domain = dom;
-        if (m->spf_done) {
-            in.spf_domain = m->spf.domain;
-            in.spf_pass = m->spf.result == UM_AUTH_PASS;
-            in.spf_helo = strcmp(m->spf.identity, "helo") == 0;
+        if (m->ib.spf_done) {
+            in.spf_domain = m->ib.spf.domain;
+            in.spf_pass = m->ib.spf.result == UM_AUTH_PASS;
+            in.spf_helo = strcmp(m->ib.spf.identity, "helo") == 0;
         }
         for (size_t i = 0; o.have_dkim && i < o.dkim.nsigs && nd < UM_DMARC_MAX_DKIM; i++) {
             dk[nd].domain = o.dkim.sigs[i].d;
@@ -480,9 +480,9 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
     }
 
     /* Forged Authentication-Results claiming our authserv-id: all of them, highest first. */
-    for (size_t i = m->nar_seen; i > 0 && m->nar_forged > 0; i--) {
-        if ((i - 1) / 8 >= m->ar_forged_cap
-            || (m->ar_forged[(i - 1) / 8] & (1u << ((i - 1) % 8))) == 0)
+    for (size_t i = m->ib.nar_seen; i > 0 && m->ib.nar_forged > 0; i--) {
+        if ((i - 1) / 8 >= m->ib.ar_forged_cap
+            || (m->ib.ar_forged[(i - 1) / 8] & (1u << ((i - 1) % 8))) == 0)
             continue;
         if (smfi_chgheader(ctx, MSTR("Authentication-Results"), (int)i, NULL) != MI_SUCCESS)
             return ib_tempfail(ctx, cc, "the MTA refused to remove a forged Authentication-Results");
@@ -498,9 +498,9 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
         free(lead);
         free(arval);
     }
-    if (m->spf_done && cc->cfg->inbound.received_spf && m->spf.received_spf != NULL) {
+    if (m->ib.spf_done && cc->cfg->inbound.received_spf && m->ib.spf.received_spf != NULL) {
         char *lead = NULL;
-        if (asprintf(&lead, "%s%s", cc->leadspc ? " " : "", m->spf.received_spf) > 0) {
+        if (asprintf(&lead, "%s%s", cc->leadspc ? " " : "", m->ib.spf.received_spf) > 0) {
             (void)smfi_insheader(ctx, 0, MSTR("Received-SPF"), lead);
             free(lead);
         }
@@ -513,4 +513,19 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
         && (o.dmarc.result == UM_DMARC_RESULT_PASS || o.dmarc.result == UM_DMARC_RESULT_FAIL))
         ib_record(cc, &o);
     return rc;
+}
+
+void
+ib_msg_end(struct conn_ctx *cc)
+{
+    struct ib_msg *m = &cc->msg.ib;
+
+    if (m->spf_done)
+        um_spf_result_fini(&m->spf);
+    um_dkim_verify_session_free(m->dkv);
+    for (size_t i = 0; i < m->nfrom; i++)
+        free(m->from[i]);
+    free(m->from);
+    free(m->ar_forged);
+    memset(m, 0, sizeof(*m));
 }

@@ -22,5 +22,8 @@ void ib_eoh(SMFICTX *ctx, struct conn_ctx *cc);
 void ib_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t len);
 /* The final answer: SMFIS_CONTINUE means accept (headers already added). */
 sfsistat ib_eom(SMFICTX *ctx, struct conn_ctx *cc);
+/* Frees the message's inbound state (SPF result, DKIM session, From values, forged A-R
+ * positions) and zeroes it. Idempotent; called by msg_ctx_end(). */
+void ib_msg_end(struct conn_ctx *cc);
 
 #endif

@@ -3,7 +3,7 @@
  *
  * Design note: a recipient is reserved in the limiter the moment it is accepted (RCPT), so
  * parallel connections of one sender cannot together exceed the limit; reservations of a
- * message that does not complete are given back by msg_ctx_end(). Mail from the local host
+ * message that does not complete are given back by ob_msg_end(). Mail from the local host
  * (Postfix's non_smtpd_milters emulate a connection from "localhost" [127.0.0.1]; Postfix
  * does not let those milters refuse single recipients) and uid-keyed senders (the uid is in
  * Postfix's own Received header) are decided once, at end of message, for all recipients.
@@ -42,24 +42,24 @@ ob_derive_key(struct conn_ctx *cc)
     in.sasl_login = um_str_of(m->auth_authen);
     in.sender = um_str_of(m->envfrom);
     in.client_ip = um_str_of(cc->client_ip);
-    in.received = um_str_of(m->received);
-    if (m->rl_at_eom && cc->rt->order_has_uid && m->received == NULL
+    in.received = um_str_of(m->ob.received);
+    if (m->ob.rl_at_eom && cc->rt->order_has_uid && m->ob.received == NULL
         && !atomic_exchange(&cc->d->warned_uid, true))
         um_log_msg(&cc->d->log, UM_LOG_WARNING, "ratelimit",
                    "ratelimit.key lists uid, but the MTA showed no Received header with the "
                    "submitting uid (Postfix 3.7 does not pass its own 'from userid N' header "
                    "to non_smtpd_milters); using the next key source instead");
-    st = um_senderkey_derive(&cc->rt->order, &in, &m->key, &err);
+    st = um_senderkey_derive(&cc->rt->order, &in, &m->ob.key, &err);
     if (st != UM_OK) {
         struct um_logline l;
         um_logline_init(&l, cc->sess, "ratelimit");
         um_logline_str(&l, "action", "not-counted");
         um_logline_str(&l, "reason", err.msg);
         um_log_emit(&cc->d->log, st == UM_ENOENT ? UM_LOG_DEBUG : UM_LOG_WARNING, &l);
-        m->rl_on = false;
+        m->ob.rl_on = false;
         return false;
     }
-    m->have_key = true;
+    m->ob.have_key = true;
     return true;
 }
 
@@ -69,12 +69,12 @@ ob_envfrom(SMFICTX *ctx, struct conn_ctx *cc)
     struct msg_ctx *m = &cc->msg;
 
     (void)ctx;
-    m->rl_on = cc->cfg->ratelimit.enabled;
+    m->ob.rl_on = cc->cfg->ratelimit.enabled;
     /* Local submissions are decided once at end of message (non_smtpd_milters cannot
      * refuse single recipients; the uid source, if any, is in a header). SMTP clients get
      * per-recipient answers whatever the key sources. */
-    m->rl_at_eom = ob_is_local(cc);
-    if (m->rl_on && !m->rl_at_eom)
+    m->ob.rl_at_eom = ob_is_local(cc);
+    if (m->ob.rl_on && !m->ob.rl_at_eom)
         (void)ob_derive_key(cc);
     return SMFIS_CONTINUE;
 }
@@ -89,22 +89,23 @@ ob_over_limit(SMFICTX *ctx, struct conn_ctx *cc, const struct um_ratelimit_decis
     struct um_logline l;
 
     um_policy_ratelimit(cc->cfg, dec->limit, dec->window, &pd);
-    m->rl_refused += asked;
+    m->ob.rl_refused += asked;
     um_logline_init(&l, cc->sess, "ratelimit");
-    um_logline_mem(&l, "sender", m->key.key, m->key.len);
+    um_logline_mem(&l, "sender", m->ob.key.key, m->ob.key.len);
     um_logline_int(&l, "rcpts", (long long)dec->count + asked);
     um_logline_int(&l, "limit", dec->limit);
     um_logline_int(&l, "window", dec->window);
     um_logline_str(&l, "ip", cc->client_ip);
-    um_logline_str(&l, "stage", m->rl_at_eom ? "eom" : "rcpt");
+    um_logline_str(&l, "stage", m->ob.rl_at_eom ? "eom" : "rcpt");
     um_logline_str(&l, "action",
                    pd.reason == UM_POLICY_RATELIMIT_MONITOR ? "monitor"
                                                             : um_action_name(pd.action));
     um_log_emit(&cc->d->log, UM_LOG_INFO, &l);
     if (dec->notify) {
-        struct um_rl_notice n = {cc->sess, m->key.key, cc->client_ip, dec->count + asked,
-                                 dec->limit, dec->window, dec->refused,
-                                 (const char *const *)m->rcpt_first, m->nrcpt_first};
+        struct um_rl_notice n = {
+            cc->sess,         m->ob.key.key, cc->client_ip, dec->count + asked,
+            dec->limit,       dec->window,   dec->refused,  (const char *const *)m->ob.rcpt_first,
+            m->ob.nrcpt_first};
         um_notify_ratelimit(cc->d, cc->rt, &n);
     }
     return verdict_apply(ctx, cc, &pd);
@@ -119,7 +120,7 @@ ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
     struct um_ratelimit_decision dec;
     struct um_rlstore_resv resv;
     struct um_error err = {0};
-    struct um_str key = {m->key.key, m->key.len};
+    struct um_str key = {m->ob.key.key, m->ob.key.len};
     enum um_status st =
         um_rlstore_reserve(cc->d->rlstore, key, n, (int64_t)time(NULL), &dec, &resv, &err);
 
@@ -141,7 +142,7 @@ ob_reserve(SMFICTX *ctx, struct conn_ctx *cc, unsigned n)
         return ob_over_limit(ctx, cc, &dec, n);
     /* Cannot remember it (no memory): it stays counted (never under-count). */
     if (!dec.exempt)
-        (void)um_rlstore_hold(&m->resv, &resv);
+        (void)um_rlstore_hold(&m->ob.resv, &resv);
     return SMFIS_CONTINUE;
 }
 
@@ -150,12 +151,12 @@ ob_envrcpt(SMFICTX *ctx, struct conn_ctx *cc, const char *rcpt)
 {
     struct msg_ctx *m = &cc->msg;
 
-    if (m->nrcpt_first < MSG_RCPTS_KEPT && rcpt != NULL) {
-        m->rcpt_first[m->nrcpt_first] = strdup(rcpt);
-        if (m->rcpt_first[m->nrcpt_first] != NULL)
-            m->nrcpt_first++;
+    if (m->ob.nrcpt_first < MSG_RCPTS_KEPT && rcpt != NULL) {
+        m->ob.rcpt_first[m->ob.nrcpt_first] = strdup(rcpt);
+        if (m->ob.rcpt_first[m->ob.nrcpt_first] != NULL)
+            m->ob.nrcpt_first++;
     }
-    if (!m->rl_on || m->rl_at_eom || !m->have_key)
+    if (!m->ob.rl_on || m->ob.rl_at_eom || !m->ob.have_key)
         return SMFIS_CONTINUE;
     return ob_reserve(ctx, cc, 1);
 }
@@ -173,38 +174,38 @@ ob_header(SMFICTX *ctx, struct conn_ctx *cc, const char *name, const char *value
     size_t need;
 
     (void)ctx;
-    if (m->received == NULL && strcasecmp(name, "Received") == 0)
-        m->received = strdup(value);
-    if (!ob_signing_configured(cc) || m->sign_off)
+    if (m->ob.received == NULL && strcasecmp(name, "Received") == 0)
+        m->ob.received = strdup(value);
+    if (!ob_signing_configured(cc) || m->ob.sign_off)
         return;
     need = strlen(name) + strlen(value) + 4;
-    if (m->hdr_bytes + need > UM_OB_MAX_HEADER_BYTES) {
-        m->sign_off = true;
-        m->sign_skip = "headers larger than 1 MiB";
+    if (m->ob.hdr_bytes + need > UM_OB_MAX_HEADER_BYTES) {
+        m->ob.sign_off = true;
+        m->ob.sign_skip = "headers larger than 1 MiB";
         return;
     }
-    if (m->nhdr_kept == m->hdr_cap) {
-        size_t ncap = m->hdr_cap == 0 ? 32 : m->hdr_cap * 2;
-        struct msg_hdr *nh = realloc(m->hdr, ncap * sizeof(*nh));
+    if (m->ob.nhdr_kept == m->ob.hdr_cap) {
+        size_t ncap = m->ob.hdr_cap == 0 ? 32 : m->ob.hdr_cap * 2;
+        struct msg_hdr *nh = realloc(m->ob.hdr, ncap * sizeof(*nh));
         if (nh == NULL) {
-            m->sign_off = true;
-            m->sign_skip = "out of memory";
+            m->ob.sign_off = true;
+            m->ob.sign_skip = "out of memory";
             return;
         }
-        m->hdr = nh;
-        m->hdr_cap = ncap;
+        m->ob.hdr = nh;
+        m->ob.hdr_cap = ncap;
     }
-    m->hdr[m->nhdr_kept].name = strdup(name);
-    m->hdr[m->nhdr_kept].value = strdup(value);
-    if (m->hdr[m->nhdr_kept].name == NULL || m->hdr[m->nhdr_kept].value == NULL) {
-        free(m->hdr[m->nhdr_kept].name);
-        free(m->hdr[m->nhdr_kept].value);
-        m->sign_off = true;
-        m->sign_skip = "out of memory";
+    m->ob.hdr[m->ob.nhdr_kept].name = strdup(name);
+    m->ob.hdr[m->ob.nhdr_kept].value = strdup(value);
+    if (m->ob.hdr[m->ob.nhdr_kept].name == NULL || m->ob.hdr[m->ob.nhdr_kept].value == NULL) {
+        free(m->ob.hdr[m->ob.nhdr_kept].name);
+        free(m->ob.hdr[m->ob.nhdr_kept].value);
+        m->ob.sign_off = true;
+        m->ob.sign_skip = "out of memory";
         return;
     }
-    m->nhdr_kept++;
-    m->hdr_bytes += need;
+    m->ob.nhdr_kept++;
+    m->ob.hdr_bytes += need;
 }
 
 static void
@@ -212,10 +213,10 @@ ob_sign_fail(struct conn_ctx *cc, const char *why)
 {
     struct um_logline l;
 
-    cc->msg.sign_off = true;
-    cc->msg.sign_skip = "signing failed";
+    cc->msg.ob.sign_off = true;
+    cc->msg.ob.sign_skip = "signing failed";
     um_logline_init(&l, cc->sess, "dkim-sign");
-    um_logline_str(&l, "domain", cc->msg.sign_domain);
+    um_logline_str(&l, "domain", cc->msg.ob.sign_domain);
     um_logline_str(&l, "error", why);
     um_log_emit(&cc->d->log, UM_LOG_ERR, &l);
 }
@@ -231,29 +232,29 @@ ob_sign_start(struct conn_ctx *cc)
     struct um_error err = {0};
     size_t nfrom = 0, nsig = 0;
 
-    for (size_t i = 0; i < m->nhdr_kept; i++) {
-        if (strcasecmp(m->hdr[i].name, "From") == 0) {
+    for (size_t i = 0; i < m->ob.nhdr_kept; i++) {
+        if (strcasecmp(m->ob.hdr[i].name, "From") == 0) {
             if (nfrom == sizeof(froms) / sizeof(froms[0])) {
                 nfrom++;
                 break;
             }
-            froms[nfrom++] = um_str_of(m->hdr[i].value);
+            froms[nfrom++] = um_str_of(m->ob.hdr[i].value);
         }
     }
     if (nfrom > sizeof(froms) / sizeof(froms[0])
-        || um_keyrule_from_domain(froms, nfrom, m->sign_domain, sizeof(m->sign_domain), &domain,
-                                  &err)
+        || um_keyrule_from_domain(froms, nfrom, m->ob.sign_domain, sizeof(m->ob.sign_domain),
+                                  &domain, &err)
                != UM_OK) {
-        m->sign_off = true;
-        m->sign_skip = nfrom == 0 ? "no From header" : "unusable From header";
+        m->ob.sign_off = true;
+        m->ob.sign_skip = nfrom == 0 ? "no From header" : "unusable From header";
         um_log_msg(&cc->d->log, UM_LOG_DEBUG, "dkim-sign", "not signing: %s",
                    nfrom == 0 ? "no From header" : err.msg);
         return;
     }
     um_keyrule_match(cc->rt->keyrule, domain, &match);
     if (!match.found) {
-        m->sign_off = true;
-        m->sign_skip = "no rule for the From domain";
+        m->ob.sign_off = true;
+        m->ob.sign_skip = "no rule for the From domain";
         if (um_logger_wants(&cc->d->log, UM_LOG_DEBUG)) {
             struct um_logline l;
             um_logline_init(&l, cc->sess, "dkim-sign");
@@ -268,21 +269,21 @@ ob_sign_start(struct conn_ctx *cc)
         if (k != NULL)
             signers[nsig++] = k;
     }
-    if (um_dkim_sign_begin(cc->rt->sign[cc->leadspc ? 1 : 0], signers, nsig, cc->sess, &m->sign,
+    if (um_dkim_sign_begin(cc->rt->sign[cc->leadspc ? 1 : 0], signers, nsig, cc->sess, &m->ob.sign,
                            &err)
         != UM_OK) {
         ob_sign_fail(cc, err.msg);
         return;
     }
-    for (size_t i = 0; i < m->nhdr_kept; i++) {
-        if (um_dkim_sign_header(m->sign, um_str_of(m->hdr[i].name), um_str_of(m->hdr[i].value),
-                                &err)
+    for (size_t i = 0; i < m->ob.nhdr_kept; i++) {
+        if (um_dkim_sign_header(m->ob.sign, um_str_of(m->ob.hdr[i].name),
+                                um_str_of(m->ob.hdr[i].value), &err)
             != UM_OK) {
             ob_sign_fail(cc, err.msg);
             return;
         }
     }
-    if (um_dkim_sign_eoh(m->sign, &err) != UM_OK)
+    if (um_dkim_sign_eoh(m->ob.sign, &err) != UM_OK)
         ob_sign_fail(cc, err.msg);
 }
 
@@ -292,16 +293,16 @@ ob_eoh(SMFICTX *ctx, struct conn_ctx *cc)
     struct msg_ctx *m = &cc->msg;
 
     (void)ctx;
-    if (ob_signing_configured(cc) && !m->sign_off)
+    if (ob_signing_configured(cc) && !m->ob.sign_off)
         ob_sign_start(cc);
     /* The kept headers are no longer needed. */
-    for (size_t i = 0; i < m->nhdr_kept; i++) {
-        free(m->hdr[i].name);
-        free(m->hdr[i].value);
+    for (size_t i = 0; i < m->ob.nhdr_kept; i++) {
+        free(m->ob.hdr[i].name);
+        free(m->ob.hdr[i].value);
     }
-    free(m->hdr);
-    m->hdr = NULL;
-    m->nhdr_kept = m->hdr_cap = 0;
+    free(m->ob.hdr);
+    m->ob.hdr = NULL;
+    m->ob.nhdr_kept = m->ob.hdr_cap = 0;
 }
 
 void
@@ -311,8 +312,8 @@ ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size_t le
     struct um_error err = {0};
 
     (void)ctx;
-    if (m->sign != NULL && !m->sign_off
-        && um_dkim_sign_body(m->sign, (struct um_str){(const char *)chunk, len}, &err) != UM_OK)
+    if (m->ob.sign != NULL && !m->ob.sign_off
+        && um_dkim_sign_body(m->ob.sign, (struct um_str){(const char *)chunk, len}, &err) != UM_OK)
         ob_sign_fail(cc, err.msg);
 }
 
@@ -323,26 +324,26 @@ ob_eom(SMFICTX *ctx, struct conn_ctx *cc)
     struct um_error err = {0};
     sfsistat rc;
 
-    if (m->rl_on && m->rl_at_eom && m->nrcpt > 0 && ob_derive_key(cc)) {
+    if (m->ob.rl_on && m->ob.rl_at_eom && m->nrcpt > 0 && ob_derive_key(cc)) {
         rc = ob_reserve(ctx, cc, m->nrcpt);
         if (rc != SMFIS_CONTINUE)
             return rc;
     }
-    if (m->sign != NULL && !m->sign_off) {
-        if (um_dkim_sign_end(m->sign, &err) != UM_OK) {
+    if (m->ob.sign != NULL && !m->ob.sign_off) {
+        if (um_dkim_sign_end(m->ob.sign, &err) != UM_OK) {
             ob_sign_fail(cc, err.msg);
         } else {
-            size_t n = um_dkim_sign_count(m->sign);
+            size_t n = um_dkim_sign_count(m->ob.sign);
             for (size_t i = 0; i < n; i++) {
                 if (smfi_insheader(ctx, 0, MSTR("DKIM-Signature"),
-                                   MSTR(um_dkim_sign_value(m->sign, i)))
+                                   MSTR(um_dkim_sign_value(m->ob.sign, i)))
                     != MI_SUCCESS) {
                     ob_sign_fail(cc, "the MTA refused the DKIM-Signature header");
                     break;
                 }
             }
         }
-        if (m->sign_off) {
+        if (m->ob.sign_off) {
             struct um_decision pd;
             um_policy_sign_failed(cc->cfg, &pd);
             rc = verdict_apply(ctx, cc, &pd);
@@ -351,6 +352,33 @@ ob_eom(SMFICTX *ctx, struct conn_ctx *cc)
         }
     }
     verdict_hold(ctx, cc, "ratelimit");
-    msg_ctx_commit(cc);
+    um_rlstore_held_clear(&m->ob.resv); /* completed: its recipients stay counted */
     return SMFIS_CONTINUE;
+}
+
+void
+ob_msg_end(struct conn_ctx *cc)
+{
+    struct ob_msg *o = &cc->msg.ob;
+
+    /* RFC 5321 transaction not completed: its recipients no longer count. */
+    for (size_t i = 0; i < o->resv.n; i++) {
+        unsigned released = 0;
+        struct um_error err = {0};
+        struct um_str key = {o->key.key, o->key.len};
+
+        if (um_rlstore_release(cc->d->rlstore, key, &o->resv.v[i], &released, &err) != UM_OK)
+            um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "release failed: %s", err.msg);
+    }
+    um_rlstore_held_clear(&o->resv);
+    for (size_t i = 0; i < o->nrcpt_first; i++)
+        free(o->rcpt_first[i]);
+    free(o->received);
+    for (size_t i = 0; i < o->nhdr_kept; i++) {
+        free(o->hdr[i].name);
+        free(o->hdr[i].value);
+    }
+    free(o->hdr);
+    um_dkim_sign_session_free(o->sign);
+    memset(o, 0, sizeof(*o));
 }

@@ -28,5 +28,10 @@ void ob_body(SMFICTX *ctx, struct conn_ctx *cc, const unsigned char *chunk, size
 /* SMFIS_CONTINUE when the message may be accepted (headers added); anything else is the
  * final answer (the reply is already set). */
 sfsistat ob_eom(SMFICTX *ctx, struct conn_ctx *cc);
+/* Ends the message's outbound state: gives back the reservations it still holds (a
+ * completed message gave them up in ob_eom(), so they stay counted), frees the kept
+ * headers, recipients and signing session, and zeroes it. Idempotent; called by
+ * msg_ctx_end(). */
+void ob_msg_end(struct conn_ctx *cc);
 
 #endif

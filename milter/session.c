@@ -4,8 +4,12 @@
  * Design note: the in-flight counter that SIGTERM waits on is moved only here, by
  * msg_ctx_begin()/msg_ctx_end(), and msg_ctx_end() is idempotent, so every exit path of a
  * message (eom, abort, close, an early ACCEPT/REJECT) can call it without double counting.
+ * What a message holds in one direction is that direction's business: msg_ctx_end() asks
+ * inbound.c and outbound.c to end their parts and frees only the common fields.
  */
 #include "session.h"
+#include "inbound.h"
+#include "outbound.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,44 +47,14 @@ conn_ctx_new(struct um_daemon *d)
 }
 
 void
-msg_ctx_commit(struct conn_ctx *cc)
-{
-    um_rlstore_held_clear(&cc->msg.resv);
-}
-
-void
 msg_ctx_end(struct conn_ctx *cc)
 {
     struct msg_ctx *m = &cc->msg;
 
     if (m->active)
         atomic_fetch_sub(&cc->d->inflight, 1);
-    /* RFC 5321 transaction not completed: its recipients no longer count. */
-    for (size_t i = 0; i < m->resv.n; i++) {
-        unsigned released = 0;
-        struct um_error err = {0};
-        struct um_str key = {m->key.key, m->key.len};
-
-        if (um_rlstore_release(cc->d->rlstore, key, &m->resv.v[i], &released, &err) != UM_OK)
-            um_log_msg(&cc->d->log, UM_LOG_ERR, "ratelimit", "release failed: %s", err.msg);
-    }
-    um_rlstore_held_clear(&m->resv);
-    for (size_t i = 0; i < m->nrcpt_first; i++)
-        free(m->rcpt_first[i]);
-    free(m->received);
-    for (size_t i = 0; i < m->nhdr_kept; i++) {
-        free(m->hdr[i].name);
-        free(m->hdr[i].value);
-    }
-    free(m->hdr);
-    um_dkim_sign_session_free(m->sign);
-    if (m->spf_done)
-        um_spf_result_fini(&m->spf);
-    um_dkim_verify_session_free(m->dkv);
-    for (size_t i = 0; i < m->nfrom; i++)
-        free(m->from[i]);
-    free(m->from);
-    free(m->ar_forged);
+    ib_msg_end(cc);
+    ob_msg_end(cc);
     free(m->qid);
     free(m->envfrom);
     free(m->auth_authen);
