@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -441,6 +442,74 @@ test_redis_down_local_then_back(void **state)
     um_ratelimit_policy_free(p);
 }
 
+/* --- a reload while other threads count (ThreadSanitizer runs this) ------------------ */
+
+struct worker {
+    struct um_rlstore *s;
+    char key[32];
+    unsigned allowed;
+};
+
+static void *
+worker_main(void *v)
+{
+    struct worker *w = v;
+
+    for (int i = 0; i < 300; i++) {
+        struct um_ratelimit_decision d;
+        struct um_rlstore_resv r;
+        struct um_error err = {0};
+        if (um_rlstore_reserve(w->s, cstr(w->key), 1, 1000 + i / 50, &d, &r, &err) == UM_OK
+            && d.allowed && !d.exempt) {
+            w->allowed++;
+            if (i % 7 == 0 && um_rlstore_release(w->s, cstr(w->key), &r, NULL, &err) == UM_OK)
+                w->allowed--;
+        }
+    }
+    return NULL;
+}
+
+static void
+swap_under_load(struct um_rlstore *s, const char *name)
+{
+    struct worker w[4];
+    pthread_t t[4];
+
+    for (int i = 0; i < 4; i++) {
+        w[i].s = s;
+        w[i].allowed = 0;
+        (void)snprintf(w[i].key, sizeof(w[i].key), "sasl:w%d-%s", i, name);
+        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 200; i++) {
+        struct um_ratelimit_policy *p = mk_policy(i % 2 == 0 ? 50 : 60);
+        um_rlstore_set_policy(s, p, (enum um_rl_on_error)(i % 3));
+        um_ratelimit_policy_free(p);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_true(w[i].allowed <= 60); /* never above the larger of the two limits */
+    }
+}
+
+static void
+test_policy_swap_under_load(void **state)
+{
+    struct um_ratelimit_policy *p = mk_policy(50);
+    struct um_rlstore *m = mk_memory(p), *r;
+
+    (void)state;
+    swap_under_load(m, "memory");
+    um_rlstore_free(m);
+    if (have_redis())
+        server_start();
+    r = mk_redis(p, UM_RL_ON_ERROR_LOCAL); /* down: the local fallback; up: Redis */
+    swap_under_load(r, "redis");
+    um_rlstore_free(r);
+    server_kill();
+    um_ratelimit_policy_free(p);
+}
+
 /* --- a message's held reservations --------------------------------------------------- */
 
 static void
@@ -537,6 +606,7 @@ main(void)
         cmocka_unit_test(test_redis_down_tempfail),
         cmocka_unit_test(test_redis_down_accept),
         cmocka_unit_test(test_redis_down_local_then_back),
+        cmocka_unit_test(test_policy_swap_under_load),
         cmocka_unit_test(test_held_merges_same_second_same_origin),
         cmocka_unit_test(test_any_ops),
     };
