@@ -20,8 +20,7 @@ struct um_rl_notice {
     size_t nrcpts;
 };
 
-void um_notify_ratelimit(struct um_daemon *d, struct um_runtime *rt,
-                         const struct um_rl_notice *n);
+void um_notify_ratelimit(struct um_daemon *d, struct um_runtime *rt, const struct um_rl_notice *n);
 void um_notify_reap(struct um_daemon *d);
 void um_notify_release(void *owner);
 
