@@ -330,8 +330,7 @@ main_ratelimit_init(struct um_daemon *d, const struct um_config *cfg)
         ro.socket = cfg->ratelimit.redis_socket;
         ro.prefix = cfg->ratelimit.redis_prefix;
         ro.timeout_ms = (unsigned)cfg->ratelimit.redis_timeout_ms;
-        if (um_rlstore_new_redis(&ro, &o, d->rt->rlpol,
-                                 cfg->ratelimit.redis_on_error, &d->log,
+        if (um_rlstore_new_redis(&ro, &o, d->rt->rlpol, cfg->ratelimit.redis_on_error, &d->log,
                                  &d->rlstore, &err)
             != UM_OK) {
             um_log_msg(&d->log, UM_LOG_ERR, "startup", "%s: ratelimit.redis: %s", cfg->path,
@@ -470,8 +469,7 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
                    "dns settings changed: take effect at the next restart");
     um_config_unref(old);
     /* Counts survive: only the policy (limits, overrides, exemptions) is swapped. */
-    um_rlstore_set_policy(d->rlstore, nrt->rlpol,
-                          nrt->cfg->ratelimit.redis_on_error);
+    um_rlstore_set_policy(d->rlstore, nrt->rlpol, nrt->cfg->ratelimit.redis_on_error);
     um_daemon_publish(d, nrt);
     main_apply_logging(d, nrt->cfg);
     um_log_msg(&d->log, UM_LOG_INFO, "reload", "configuration %s loaded", path);
