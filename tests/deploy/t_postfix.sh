@@ -381,6 +381,10 @@ expected_warnings=(
     'unimilter\[[0-9]+\]: sess=[0-9a-f]+ event=ratelimit-notice sender=(sasl:alice|sender:www)@'
     # the test's broken configuration: systemctl reload fails, as it should
     'systemd\[1\]: Reload failed for unimilter.service'
+    # the container: systemd 252 under nspawn on this cgroup v1 host sometimes cannot write
+    # cgroup.kill of a stopping unit and falls back to signalling its processes ("ignoring");
+    # that the daemon really stopped is checked above (stop result, pgrep after remove)
+    'systemd\[1\]: [a-z0-9@.-]+\.service: Failed to kill control group /system\.slice/[a-z0-9@.-]+\.service, ignoring: Input/output error'
 )
 ct journalctl -b -p warning --no-pager -o short >"$DP_WORK/warnings.txt" || true
 unexpected=$(grep -vE "$(IFS='|'; echo "${expected_warnings[*]}")" "$DP_WORK/warnings.txt" | grep -v '^-- ' || true)
