@@ -51,12 +51,16 @@
 #include "daemon.h"
 #include "listen.h"
 #include "notify.h"
+#include "sdnotify.h"
 #include "version.h"
 
 #define UM_DEFAULT_CONFIG "/etc/unimilter/unimilter.conf"
 
 /* The self-pipe written by the signal handler; set before the handlers are installed. */
 static int main_sigpipe[2] = {-1, -1};
+/* $NOTIFY_SOCKET, taken out of the environment by main_serve() before any thread exists (so
+ * the programs we start do not inherit it); empty when no service manager asked. */
+static char main_notify_socket[128];
 
 static void
 sink_stderr(void *arg, enum um_log_level level, const char *line, size_t len)
@@ -580,6 +584,16 @@ main_submit_open(struct um_daemon *d)
         um_log_msg(&d->log, UM_LOG_ERR, "submit", "%s: notices will not be mailed", err.msg);
 }
 
+/* Tells systemd (Type=notify) our state; a failure is logged and changes nothing else. */
+static void
+main_notify(struct um_daemon *d, const char *state)
+{
+    char err[300];
+
+    if (um_sdnotify_send(main_notify_socket, state, err, sizeof(err)) < 0)
+        um_log_msg(&d->log, UM_LOG_WARNING, "startup", "%s", err);
+}
+
 /* SIGTERM: refuse new messages, wait (bounded) for those in flight, stop libmilter. */
 static void
 main_drain(struct um_daemon *d, struct main_milter *mm)
@@ -588,6 +602,7 @@ main_drain(struct um_daemon *d, struct main_milter *mm)
     int waited_ms = 0, limit_ms = cfg->shutdown_timeout * 1000;
 
     um_config_unref(cfg);
+    main_notify(d, "STOPPING=1");
     atomic_store(&d->draining, true);
     um_log_msg(&d->log, UM_LOG_INFO, "shutdown",
                "stopping: waiting up to %d s for %d message(s) in flight", limit_ms / 1000,
@@ -730,7 +745,17 @@ main_loop(struct um_daemon *d, struct main_milter *mm, const char *path, const c
             stopping = true;
             main_drain(d, mm);
         } else if (reload && !stopping) {
+            char state[64];
+            struct timespec ts;
+
+            /* systemd >= 253 wants the monotonic time with RELOADING=1; older ones ignore it */
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                     (unsigned long long)ts.tv_sec * 1000000ULL
+                         + (unsigned long long)ts.tv_nsec / 1000ULL);
+            main_notify(d, state);
             main_reload(d, path, sock, overridden, ids->uid_for_keys);
+            main_notify(d, "READY=1");
         }
     }
 }
@@ -746,7 +771,15 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     struct sigaction sa;
     struct um_config *cfg = um_daemon_config(d);
     int rc = 0, lfd;
+    const char *ns = getenv("NOTIFY_SOCKET");
 
+    if (ns != NULL && strlen(ns) < sizeof(main_notify_socket))
+        memcpy(main_notify_socket, ns, strlen(ns) + 1);
+    else if (ns != NULL)
+        um_log_msg(&d->log, UM_LOG_WARNING, "startup",
+                   "NOTIFY_SOCKET is longer than %zu bytes: ignored",
+                   sizeof(main_notify_socket) - 1);
+    (void)unsetenv("NOTIFY_SOCKET");
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
@@ -831,6 +864,9 @@ main_serve(struct um_daemon *d, const char *path, const char *sock, bool overrid
     sigaction(SIGINT, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     um_log_msg(&d->log, UM_LOG_INFO, "startup", "unimilter %s listening on %s", UM_VERSION, sock);
+    /* Both sockets listen (libmilter's backlog holds early connections until its thread
+     * accepts): only now may systemd call us started and let the MTA in. */
+    main_notify(d, "READY=1");
 
     main_loop(d, &mm, path, sock, overridden, ids);
     pthread_join(mm.thread, NULL);

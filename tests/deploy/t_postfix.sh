@@ -66,7 +66,7 @@ $(dp_readme deb-install)" || dp_fail "installing the package as README.md says f
 ct systemctl is-enabled unimilter.service >/dev/null || dp_fail "unimilter.service not enabled on install"
 ct systemctl is-active unimilter.service >/dev/null || dp_fail "unimilter.service not running after install"
 ct systemctl is-enabled unimilter-report.timer >/dev/null || dp_fail "unimilter-report.timer not enabled"
-dp_wait ct test -S /var/spool/postfix/unimilter/unimilter.sock || dp_fail "no socket in /var/spool/postfix/unimilter"
+ct test -S /var/spool/postfix/unimilter/unimilter.sock || dp_fail "no socket in /var/spool/postfix/unimilter right after install (Type=notify: dpkg's start waits for READY=1)"
 ct id unimilter >/dev/null || dp_fail "no unimilter user after install"
 echo "ok: installed; unimilter.service enabled and running, report timer enabled, socket in the Postfix spool"
 
@@ -74,7 +74,7 @@ echo "ok: installed; unimilter.service enabled and running, report timer enabled
 dp_phase "postfix quick start"
 ct_sh "$(dp_readme postfix)" || dp_fail "the README's Postfix quick start failed"
 ct_sh "$(dp_readme postfix-submission)" || dp_fail "the README's submission lines failed"
-dp_wait ct test -S /var/spool/postfix/unimilter/unimilter.sock
+ct test -S /var/spool/postfix/unimilter/unimilter.sock || dp_fail "no socket after the Postfix quick start's restart"
 [[ "$(ct stat -c %G /var/spool/postfix/unimilter/unimilter.sock)" == postfix ]] ||
     dp_fail "the socket's group is not postfix after the quick start"
 ct grep -qE '^smtp +inet +n +- +y' /etc/postfix/master.cf || dp_fail "Debian's master.cf no longer runs smtpd chrooted"
@@ -150,15 +150,14 @@ mb = mailbox.mbox("/var/mail/" + sys.argv[1])
 sys.stdout.buffer.write(mb.get_bytes(list(mb.keys())[-1]))' "$1"
 }
 
-# um_ready: after systemctl start/restart, wait until the daemon answers on its control
-# socket (Type=simple: systemd says "started" before the daemon listens).
+# um_ready: right after systemctl start/restart/dpkg -i returns, with no wait: Type=notify
+# makes systemd wait for the daemon's READY=1, sent once both sockets listen, so the milter
+# socket must exist and the control socket answer at once (Type=simple raced here).
 um_ready() {
-    local i
-    for ((i = 0; i < 60; i++)); do
-        ct unimilter stats >/dev/null 2>&1 && return 0
-        sleep 0.25
-    done
-    dp_fail "unimilter does not answer on its control socket 15 s after start: $(ct unimilter stats 2>&1)"
+    ct test -S /var/spool/postfix/unimilter/unimilter.sock ||
+        dp_fail "no milter socket right after systemctl returned (Type=notify not honoured?)"
+    ct unimilter stats >/dev/null 2>&1 ||
+        dp_fail "unimilter does not answer on its control socket right after systemctl returned: $(ct unimilter stats 2>&1)"
 }
 
 # ---- 6. inbound on port 25 -------------------------------------------------------------------

@@ -79,6 +79,13 @@ rc=0; out=$($check_cmd "$work/bad.conf" 2>&1) || rc=$?
 grep -q "$work/bad.conf:$(wc -l <"$work/bad.conf"): no_such_setting" <<<"$out" \
     || inst_fail "the ExecReload check does not name file:line: $out"
 echo "ok: ExecReload= checks first (a broken config fails with: $out), then SIGHUP"
+# Type=notify: the daemon says READY=1 itself once both sockets listen (lib/sdnotify.c), so
+# `systemctl start` returns only then; only the main process may notify (not notify commands).
+grep -qx 'Type=notify' "$unit" || inst_fail "the unit is not Type=notify (systemd would call it started before it listens)"
+grep -qx 'NotifyAccess=main' "$unit" || inst_fail "the unit lacks NotifyAccess=main"
+grep -qa 'NOTIFY_SOCKET' "$UM_BIN" || inst_fail "$UM_BIN does not read NOTIFY_SOCKET: Type=notify would time out"
+grep -qE '^RestrictAddressFamilies=.*AF_UNIX' "$unit" || inst_fail "RestrictAddressFamilies= must allow AF_UNIX (the notify socket)"
+echo "ok: Type=notify, NotifyAccess=main, the binary speaks NOTIFY_SOCKET"
 grep -qx 'RuntimeDirectory=unimilter' "$unit" || inst_fail "no RuntimeDirectory=unimilter (socket dir)"
 grep -qx 'StateDirectory=unimilter' "$unit" || inst_fail "no StateDirectory=unimilter (ratelimit.state_file)"
 drain=$(sed -nE 's/^shutdown_timeout = ([0-9]+);/\1/p' "$UM_SRC/conf/unimilter.conf")
