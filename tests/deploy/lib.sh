@@ -8,7 +8,9 @@
 #   dp_phase NAME                 start a timed phase; the previous one's time is printed
 #   dp_build_deb                  dpkg-buildpackage on a copy of the tree -> $DP_DEB
 #   dp_root PKGS...               the cached root tarball with these packages -> $DP_TAR
-#   dp_boot                       extract $DP_TAR, boot it; $DP_PID is its systemd
+#   dp_boot                       extract $DP_TAR, boot it; $DP_PID is its systemd (a
+#                                 function dp_preboot, if the test defines one, runs first,
+#                                 with the root extracted in $DP_ROOT)
 #   ct CMD...                     run CMD inside the container (clean environment, as root)
 #   ct_sh SCRIPT                  run a bash script inside (set -euxo pipefail), log to $DP_LOG
 #   dp_wait CMD...                CMD succeeds within 15 s
@@ -145,6 +147,7 @@ dp_boot() {
     mkdir "$DP_ROOT"
     tar -xf "$DP_TAR" -C "$DP_ROOT"
     echo "nameserver 127.0.0.1" >"$DP_ROOT/etc/resolv.conf"
+    if declare -F dp_preboot >/dev/null; then dp_preboot; fi
     SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --register=no --keep-unit --quiet \
         --private-network --resolv-conf=off --timezone=off --hostname="$DP_HOST" \
         -D "$DP_ROOT" -b >"$DP_WORK/console.log" 2>&1 </dev/null &
