@@ -106,6 +106,8 @@ done
 has_allow "unimilter_t resolves DNS (tcp)" -s unimilter_t -t dns_port_t -c tcp_socket -p name_connect
 has_allow "unimilter_t sends syslog" -s unimilter_t -t devlog_t -c sock_file -p write
 has_allow "init starts unimilter_t from unimilter_exec_t" -s init_t -t unimilter_t -c process -p transition
+has_allow "unimilter_t notifies systemd (Type=notify: sendto)" -s unimilter_t -t init_t -c unix_dgram_socket -p sendto
+has_allow "unimilter_t notifies systemd (Type=notify: the notify socket)" -s unimilter_t -t init_runtime_t -c sock_file -p write
 
 out=$(sesearch -A -s unimilter_t -t unimilter_key_t -c file -p write "$pol")
 [[ -z "$out" ]] && echo "ok: unimilter_t cannot write its keys" || bad "unimilter_t writes keys: $out"
