@@ -72,30 +72,30 @@
 #include <unistd.h>
 
 /* Protocol constants (sendmail's mfdef.h), kept here: this client links no libmilter. */
-#define ML_VERSION        6
-#define ML_ACTIONS_ALL    0x1ffU    /* ADDHDRS..SETSYMLIST */
-#define ML_PROTO_V6       0x1fffffU /* every step, every no-reply bit, HDR_LEADSPC */
-#define P_NOCONNECT       0x1U
-#define P_NOHELO          0x2U
-#define P_NOMAIL          0x4U
-#define P_NORCPT          0x8U
-#define P_NOBODY          0x10U
-#define P_NOHDRS          0x20U
-#define P_NOEOH           0x40U
-#define P_NR_HDR          0x80U
-#define P_NODATA          0x200U
-#define P_NR_CONN         0x1000U
-#define P_NR_HELO         0x2000U
-#define P_NR_MAIL         0x4000U
-#define P_NR_RCPT         0x8000U
-#define P_NR_DATA         0x10000U
-#define P_NR_EOH          0x40000U
-#define P_NR_BODY         0x80000U
-#define P_HDR_LEADSPC     0x100000U
-#define ML_CHUNK          65535
-#define ML_MAX_REPLY      (16U << 20)
-#define ML_MAX_MILTERS    8
-#define ML_NSTAGES        7 /* SMFIM_CONNECT .. SMFIM_EOH */
+#define ML_VERSION     6
+#define ML_ACTIONS_ALL 0x1ffU    /* ADDHDRS..SETSYMLIST */
+#define ML_PROTO_V6    0x1fffffU /* every step, every no-reply bit, HDR_LEADSPC */
+#define P_NOCONNECT    0x1U
+#define P_NOHELO       0x2U
+#define P_NOMAIL       0x4U
+#define P_NORCPT       0x8U
+#define P_NOBODY       0x10U
+#define P_NOHDRS       0x20U
+#define P_NOEOH        0x40U
+#define P_NR_HDR       0x80U
+#define P_NODATA       0x200U
+#define P_NR_CONN      0x1000U
+#define P_NR_HELO      0x2000U
+#define P_NR_MAIL      0x4000U
+#define P_NR_RCPT      0x8000U
+#define P_NR_DATA      0x10000U
+#define P_NR_EOH       0x40000U
+#define P_NR_BODY      0x80000U
+#define P_HDR_LEADSPC  0x100000U
+#define ML_CHUNK       65535
+#define ML_MAX_REPLY   (16U << 20)
+#define ML_MAX_MILTERS 8
+#define ML_NSTAGES     7 /* SMFIM_CONNECT .. SMFIM_EOH */
 
 enum stage { ST_CONNECT, ST_HELO, ST_MAIL, ST_RCPT, ST_DATA, ST_EOM, ST_EOH, ST_NONE };
 static const char stage_cmd[ML_NSTAGES] = {'C', 'H', 'M', 'R', 'T', 'E', 'N'};
@@ -111,8 +111,8 @@ static const char *const postfix_macros[ML_NSTAGES] = {
 };
 
 enum verdict { V_ACCEPT, V_REJECT, V_TEMPFAIL, V_DISCARD, V_QUARANTINE, V_ERROR, V_N };
-static const char *const verdict_name[V_N] = {"accept",     "reject", "tempfail", "discard",
-                                              "quarantine", "error"};
+static const char *const verdict_name[V_N] = {"accept",  "reject",     "tempfail",
+                                              "discard", "quarantine", "error"};
 
 struct hdr {
     char *name;
@@ -739,8 +739,8 @@ ev_of(char cmd, const char *data)
 }
 
 static void
-record_edit(struct msgstate *ms, int k, char op, uint32_t idx, const char *name,
-            const char *value, bool leadspc)
+record_edit(struct msgstate *ms, int k, char op, uint32_t idx, const char *name, const char *value,
+            bool leadspc)
 {
     struct result *r = ms->r;
     struct edit *e;
@@ -869,8 +869,8 @@ read_final(struct mconn *m, int k, struct msgstate *ms, bool eom)
 
 /* Sends one event to milter k (macros first) and returns its answer. */
 static enum ev
-event(struct mconn *m, int k, struct msgstate *ms, enum stage s, const struct ctxvals *cv,
-      char cmd, const struct buf *arg, uint32_t nostep, uint32_t noreply)
+event(struct mconn *m, int k, struct msgstate *ms, enum stage s, const struct ctxvals *cv, char cmd,
+      const struct buf *arg, uint32_t nostep, uint32_t noreply)
 {
     size_t at;
 
@@ -970,13 +970,12 @@ conn_open(struct worker *w, const struct msg *msg, struct msgstate *ms, enum ver
     buf_add(&a, &port, 2);
     buf_str(&a, msg->ip);
     for (int k = 0; k < c->nsock && !over; k++)
-        over = settle(w, k, event(&w->m[k], k, ms, ST_CONNECT, &cv, 'C', &a, P_NOCONNECT,
-                                  P_NR_CONN), v);
+        over = settle(w, k,
+                      event(&w->m[k], k, ms, ST_CONNECT, &cv, 'C', &a, P_NOCONNECT, P_NR_CONN), v);
     a.len = 0;
     buf_str(&a, msg->helo);
     for (int k = 0; k < c->nsock && !over; k++)
-        over = settle(w, k, event(&w->m[k], k, ms, ST_HELO, &cv, 'H', &a, P_NOHELO, P_NR_HELO),
-                      v);
+        over = settle(w, k, event(&w->m[k], k, ms, ST_HELO, &cv, 'H', &a, P_NOHELO, P_NR_HELO), v);
     free(a.p);
     if (!over && c->think_ms > 0) {
         struct timespec ts = {c->think_ms / 1000, (long)(c->think_ms % 1000) * 1000000L};
@@ -1025,8 +1024,8 @@ run_message(struct worker *w, size_t n)
         free(s);
     }
     for (int k = 0; k < c->nsock && !over; k++)
-        over = settle(w, k, event(&w->m[k], k, &ms, ST_MAIL, &cv, 'M', &a, P_NOMAIL, P_NR_MAIL),
-                      &v);
+        over =
+            settle(w, k, event(&w->m[k], k, &ms, ST_MAIL, &cv, 'M', &a, P_NOMAIL, P_NR_MAIL), &v);
     /* A reject or tempfail at RCPT refuses that recipient only, as in Postfix; the message
      * ends when none is left. */
     size_t refused = 0;
@@ -1055,8 +1054,8 @@ run_message(struct worker *w, size_t n)
         over = true;
     }
     for (int k = 0; k < c->nsock && !over; k++)
-        over = settle(w, k, event(&w->m[k], k, &ms, ST_DATA, &cv, 'T', NULL, P_NODATA,
-                                  P_NR_DATA), &v);
+        over =
+            settle(w, k, event(&w->m[k], k, &ms, ST_DATA, &cv, 'T', NULL, P_NODATA, P_NR_DATA), &v);
     if (over)
         goto out;
 
@@ -1278,7 +1277,9 @@ write_results(const struct cfg *c, const char *path)
         for (size_t i = 0; i < r->ned; i++) {
             const struct edit *e = &r->ed[i];
             fprintf(fp, "H\t%zu\t%d\t%s\t", n, e->milter,
-                    e->op == 'h' ? "add" : e->op == 'i' ? "insert" : "change");
+                    e->op == 'h'   ? "add"
+                    : e->op == 'i' ? "insert"
+                                   : "change");
             put_escaped(fp, e->name);
             fputc('\t', fp);
             put_escaped(fp, e->value);

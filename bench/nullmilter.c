@@ -31,7 +31,7 @@ struct null_ctx {
 
 #define NCTX(ctx) ((struct null_ctx *)smfi_getpriv(ctx))
 /* libmilter takes char * for strings it never writes (as milter/daemon.h's MSTR). */
-#define MSTR(s) ((char *)(uintptr_t)(s))
+#define MSTR(s)   ((char *)(uintptr_t)(s))
 
 #define NULL_NR (SMFIP_NR_HELO | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
 
@@ -44,9 +44,8 @@ null_step(unsigned long bit)
 }
 
 static sfsistat
-null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
-               unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
-               unsigned long *pf3)
+null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, unsigned long f3,
+               unsigned long *pf0, unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
     (void)ctx;
     (void)f2;

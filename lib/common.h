@@ -17,17 +17,17 @@
 #include <stddef.h>
 #include <string.h>
 
-#define UM_NODISCARD __attribute__((warn_unused_result))
+#define UM_NODISCARD    __attribute__((warn_unused_result))
 #define UM_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 enum um_status {
     UM_OK = 0,
-    UM_ENOMEM,  /* allocation failed */
-    UM_EINVAL,  /* bad input or configuration */
-    UM_ETEMP,   /* temporary failure: try again later */
-    UM_ELIMIT,  /* a configured or protocol limit was reached */
-    UM_ENOENT,  /* the thing asked for does not exist */
-    UM_EIO,     /* an I/O or system call failed */
+    UM_ENOMEM, /* allocation failed */
+    UM_EINVAL, /* bad input or configuration */
+    UM_ETEMP,  /* temporary failure: try again later */
+    UM_ELIMIT, /* a configured or protocol limit was reached */
+    UM_ENOENT, /* the thing asked for does not exist */
+    UM_EIO,    /* an I/O or system call failed */
 };
 
 struct um_error {

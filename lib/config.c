@@ -78,14 +78,14 @@ static bool cfg_check_dns_server(const char *v, char *buf, size_t len);
 #define CO(f) offsetof(struct um_config, f)
 #define RO(f) offsetof(struct um_mode_rule, f)
 
-static enum um_status cfg_check_mode_rule(struct cfg_ctx *, const config_setting_t *,
-                                          const char *, void *);
+static enum um_status cfg_check_mode_rule(struct cfg_ctx *, const config_setting_t *, const char *,
+                                          void *);
 static enum um_status cfg_check_rlrule(struct cfg_ctx *, const config_setting_t *, const char *,
                                        void *);
 static enum um_status cfg_check_key(struct cfg_ctx *, const config_setting_t *, const char *,
                                     void *);
-static enum um_status cfg_check_signrule(struct cfg_ctx *, const config_setting_t *,
-                                         const char *, void *);
+static enum um_status cfg_check_signrule(struct cfg_ctx *, const config_setting_t *, const char *,
+                                         void *);
 
 /* The words of each CFG_ENUM setting and the enum value each one stores, in the order the
  * error message lists them. These tables are the only place a name meets its value. */
@@ -135,15 +135,15 @@ _Static_assert(sizeof(enum um_rl_on_error) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum um_submit_via) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum um_submit_tls) == sizeof(int), "enum size");
 
-#define RL(f) CO(ratelimit.f)
+#define RL(f)       CO(ratelimit.f)
 #define CFG_STR_(x) #x
 #define CFG_STR(x)  CFG_STR_(x)
-#define SU(f) CO(submit.f)
-#define DS(f) CO(dkim_sign.f)
-#define IB(f) CO(inbound.f)
-#define RR(f) offsetof(struct um_cfg_rlrule, f)
-#define KO(f) offsetof(struct um_cfg_key, f)
-#define SR(f) offsetof(struct um_cfg_signrule, f)
+#define SU(f)       CO(submit.f)
+#define DS(f)       CO(dkim_sign.f)
+#define IB(f)       CO(inbound.f)
+#define RR(f)       offsetof(struct um_cfg_rlrule, f)
+#define KO(f)       offsetof(struct um_cfg_key, f)
+#define SR(f)       offsetof(struct um_cfg_signrule, f)
 
 /* Plain entries list the first nine fields in order; list and enum entries use designated
  * initializers. The remaining fields are zero on purpose. */
@@ -171,13 +171,17 @@ static const struct cfg_item cfg_schema[] = {
     {"control_socket_mode", CFG_OCTAL, CO(control_socket_mode), 0, 0, 0777, NULL, "0600",
      "Permission bits of the control socket, as an octal string (default: only root and the "
      "daemon's user may use it)."},
-    {"control_socket_group", CFG_OSTRING, CO(control_socket_group),
-     CO(line_control_socket_group), 0, 0, NULL, "",
+    {"control_socket_group", CFG_OSTRING, CO(control_socket_group), CO(line_control_socket_group),
+     0, 0, NULL, "",
      "Group given to the control socket, for a control_socket_mode like \"0660\" (empty: the "
      "daemon's own group)."},
     {"dns", CFG_GROUP, 0, 0, 0, 0, NULL, "", "The one caching resolver all checks share."},
-    {.path = "dns.servers", .kind = CFG_STRARRAY, .off = CO(dns_servers),
-     .count_off = CO(ndns_servers), .dflt = "[]", .str_check = cfg_check_dns_server,
+    {.path = "dns.servers",
+     .kind = CFG_STRARRAY,
+     .off = CO(dns_servers),
+     .count_off = CO(ndns_servers),
+     .dflt = "[]",
+     .str_check = cfg_check_dns_server,
      .doc = "Upstream servers, \"IP\" or \"IP@PORT\" (empty: the nameservers in "
             "/etc/resolv.conf)."},
     {"dns.timeout", CFG_INT, CO(dns_timeout), 0, 1, 60, "seconds", "5",
@@ -190,9 +194,14 @@ static const struct cfg_item cfg_schema[] = {
     {"mode", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Which job each MTA daemon's mail gets."},
     {"mode.default", CFG_MODE, CO(mode.dflt), 0, 0, 0, NULL, "inbound",
      "Mode when no rule matches: inbound, outbound or skip."},
-    {.path = "mode.rules", .kind = CFG_LIST, .off = CO(mode.rule), .count_off = CO(mode.n),
-     .elem_size = sizeof(struct um_mode_rule), .elem_check = cfg_check_mode_rule,
-     .elem_hint = "{ daemon_name = \"...\"; mode = \"...\"; }", .dflt = "()",
+    {.path = "mode.rules",
+     .kind = CFG_LIST,
+     .off = CO(mode.rule),
+     .count_off = CO(mode.n),
+     .elem_size = sizeof(struct um_mode_rule),
+     .elem_check = cfg_check_mode_rule,
+     .elem_hint = "{ daemon_name = \"...\"; mode = \"...\"; }",
+     .dflt = "()",
      .doc = "Rules tried in order; the first whose conditions all hold gives the mode."},
     {"mode.rules.[].daemon_name", CFG_OSTRING, RO(daemon_name), 0, 0, 0, NULL, "",
      "Matches the {daemon_name} macro (case-insensitive)."},
@@ -214,14 +223,21 @@ static const struct cfg_item cfg_schema[] = {
      "Recipients a sender may have accepted in any span of `window` seconds."},
     {"ratelimit.window", CFG_INT, RL(window), 0, 1, 2678400, "seconds", "3600",
      "Length of the sliding window, in seconds (precision: 1 s)."},
-    {.path = "ratelimit.action", .kind = CFG_ENUM, .off = RL(action), .names = cfg_rl_actions,
+    {.path = "ratelimit.action",
+     .kind = CFG_ENUM,
+     .off = RL(action),
+     .names = cfg_rl_actions,
      .dflt = "tempfail",
      .doc = "Over the limit: tempfail (451 4.7.1), hold (accept into the MTA's hold queue "
             "for review) or reject (550 5.7.1)."},
     {"ratelimit.monitor_only", CFG_BOOL, RL(monitor_only), 0, 0, 0, NULL, "false",
      "Count and log what would be limited, change nothing."},
-    {.path = "ratelimit.key", .kind = CFG_STRARRAY, .off = RL(key), .count_off = RL(nkey),
-     .dflt = "[\"sasl\", \"sender\"]", .str_check = cfg_check_key_source,
+    {.path = "ratelimit.key",
+     .kind = CFG_STRARRAY,
+     .off = RL(key),
+     .count_off = RL(nkey),
+     .dflt = "[\"sasl\", \"sender\"]",
+     .str_check = cfg_check_key_source,
      .doc = "Who the sender is, first source with a value wins: sasl, sender, sender_domain, "
             "client_ip, uid (Postfix's 'from userid N' for local submissions)."},
     {"ratelimit.max_senders", CFG_INT, RL(max_senders), 0, 1, 10000000, "senders", "100000",
@@ -230,11 +246,16 @@ static const struct cfg_item cfg_schema[] = {
      "/var/lib/unimilter/ratelimit.state",
      "Snapshot of the counts, written periodically and at shutdown, read at start (empty: "
      "none)."},
-    {"ratelimit.snapshot_interval", CFG_INT, RL(snapshot_interval), 0, 10, 86400, "seconds",
-     "60", "Seconds between snapshots: at most this much counting is lost on a crash."},
-    {.path = "ratelimit.overrides", .kind = CFG_LIST, .off = RL(rule), .count_off = RL(nrule),
-     .elem_size = sizeof(struct um_cfg_rlrule), .elem_check = cfg_check_rlrule,
-     .elem_hint = "{ sender = \"sasl:alice\"; limit = 500; }", .dflt = "()",
+    {"ratelimit.snapshot_interval", CFG_INT, RL(snapshot_interval), 0, 10, 86400, "seconds", "60",
+     "Seconds between snapshots: at most this much counting is lost on a crash."},
+    {.path = "ratelimit.overrides",
+     .kind = CFG_LIST,
+     .off = RL(rule),
+     .count_off = RL(nrule),
+     .elem_size = sizeof(struct um_cfg_rlrule),
+     .elem_check = cfg_check_rlrule,
+     .elem_hint = "{ sender = \"sasl:alice\"; limit = 500; }",
+     .dflt = "()",
      .doc = "Per-sender limits (higher or lower) and exemptions."},
     {"ratelimit.overrides.[].sender", CFG_OSTRING, RR(sender), 0, 0, 0, NULL, "",
      "A sender key (\"sasl:alice\", \"sender:a@example.org\", \"uid:33\"), \"@domain\" or "
@@ -243,7 +264,10 @@ static const struct cfg_item cfg_schema[] = {
      "This sender's limit."},
     {"ratelimit.overrides.[].exempt", CFG_BOOL, RR(exempt), 0, 0, 0, NULL, "false",
      "Never limit (mailing lists, known bulk senders)."},
-    {.path = "ratelimit.backend", .kind = CFG_ENUM, .off = RL(backend), .names = cfg_rl_backends,
+    {.path = "ratelimit.backend",
+     .kind = CFG_ENUM,
+     .off = RL(backend),
+     .names = cfg_rl_backends,
      .dflt = "memory",
      .doc = "Where counts live: memory (this process) or redis (shared by several MX hosts; "
             "the same sliding-window semantics; counts not snapshotted)."},
@@ -254,12 +278,15 @@ static const struct cfg_item cfg_schema[] = {
      "Redis TCP port."},
     {"ratelimit.redis.socket", CFG_OSTRING, RL(redis_socket), 0, 0, 0, NULL, "",
      "Redis unix socket path; when set, host and port are not used."},
-    {"ratelimit.redis.prefix", CFG_STRING, RL(redis_prefix), 0, 0, 0, NULL, "um:rl:",
-     "Prefix of every Redis key unimilter writes."},
+    {"ratelimit.redis.prefix", CFG_STRING, RL(redis_prefix), 0, 0, 0, NULL,
+     "um:rl:", "Prefix of every Redis key unimilter writes."},
     {"ratelimit.redis.timeout_ms", CFG_INT, RL(redis_timeout_ms), 0, 10, 10000, "milliseconds",
      "200", "Bound on one Redis decision, connect included."},
-    {.path = "ratelimit.redis.on_error", .kind = CFG_ENUM, .off = RL(redis_on_error),
-     .names = cfg_redis_on_error, .dflt = "local",
+    {.path = "ratelimit.redis.on_error",
+     .kind = CFG_ENUM,
+     .off = RL(redis_on_error),
+     .names = cfg_redis_on_error,
+     .dflt = "local",
      .doc = "Redis down or slow: tempfail the recipient, accept it uncounted, or count it in "
             "this process's memory (local) until Redis is back."},
     {"ratelimit.notify", CFG_GROUP, 0, 0, 0, 0, NULL, "",
@@ -267,32 +294,39 @@ static const struct cfg_item cfg_schema[] = {
     {"ratelimit.notify.command", CFG_OSTRING, RL(notify_command), 0, 0, 0, NULL, "",
      "Program run with the details in its environment (UM_SENDER, UM_COUNT, UM_LIMIT, "
      "UM_WINDOW, UM_CLIENT_IP, UM_RCPTS) (empty: none). An absolute path, owned by root "
-     "(or the user unimilter starts as, when not root), not writable by group or others, nor the directories "
+     "(or the user unimilter starts as, when not root), not writable by group or others, nor the "
+     "directories "
      "above it."},
     {"ratelimit.notify.mail_to", CFG_OSTRING, RL(notify_mail_to), 0, 0, 0, NULL, "",
      "Address mailed with the details, through the submit settings (empty: none)."},
 
     {"submit", CFG_GROUP, 0, 0, 0, 0, NULL, "",
      "How the daemon's own mail (rate-limit notices) and `unimilter report` reach an MTA."},
-    {.path = "submit.via", .kind = CFG_ENUM, .off = SU(via), .names = cfg_submit_via,
+    {.path = "submit.via",
+     .kind = CFG_ENUM,
+     .off = SU(via),
+     .names = cfg_submit_via,
      .dflt = "smtp",
      .doc = "smtp (to submit.relay; works under the shipped systemd unit) or sendmail "
             "(submit.sendmail; Postfix's setgid postdrop fails under NoNewPrivileges=yes)."},
     {"submit.relay", CFG_STRING, SU(relay), SU(line_relay), 0, 0, NULL, UM_SUBMIT_DEFAULT_RELAY,
      "SMTP relay as a URL: smtp://HOST[:PORT] or smtps://HOST[:PORT] (implicit TLS)."},
-    {.path = "submit.starttls", .kind = CFG_ENUM, .off = SU(starttls), .names = cfg_submit_tls,
+    {.path = "submit.starttls",
+     .kind = CFG_ENUM,
+     .off = SU(starttls),
+     .names = cfg_submit_tls,
      .dflt = "auto",
      .doc = "auto (when offered, certificate not checked), always (required, certificate and "
             "name checked) or never."},
     {"submit.user", CFG_OSTRING, SU(user), SU(line_user), 0, 0, NULL, "",
      "SMTP AUTH user (empty: no AUTH); needs password_file."},
-    {"submit.password_file", CFG_OSTRING, SU(password_file), SU(line_password_file), 0, 0, NULL,
-     "", "File whose first line is the AUTH password (read at load and reload; mode 0600 or "
+    {"submit.password_file", CFG_OSTRING, SU(password_file), SU(line_password_file), 0, 0, NULL, "",
+     "File whose first line is the AUTH password (read at load and reload; mode 0600 or "
      "0400, owned by root or `user`; never logged)."},
     {"submit.ca_file", CFG_OSTRING, SU(ca_file), 0, 0, 0, NULL, "",
      "CA certificates (PEM) for starttls always and smtps:// (empty: the system's)."},
-    {"submit.timeout", CFG_INT, SU(timeout), 0, 1, 600, "seconds", CFG_STR(UM_SUBMIT_DEFAULT_TIMEOUT),
-     "Seconds one attempt may take, connect included."},
+    {"submit.timeout", CFG_INT, SU(timeout), 0, 1, 600, "seconds",
+     CFG_STR(UM_SUBMIT_DEFAULT_TIMEOUT), "Seconds one attempt may take, connect included."},
     {"submit.from", CFG_OSTRING, SU(from), 0, 0, 0, NULL, "",
      "Envelope sender of notices (empty: the null sender <>, as for automatic mail)."},
     {"submit.sendmail", CFG_STRING, SU(sendmail), 0, 0, 0, NULL, "/usr/sbin/sendmail",
@@ -310,42 +344,66 @@ static const struct cfg_item cfg_schema[] = {
     {"inbound.dkim_allow_rsa_sha1", CFG_BOOL, IB(allow_rsa_sha1), 0, 0, 0, NULL, "false",
      "Accept rsa-sha1 signatures (RFC 8301 forbids them)."},
     {"inbound.dmarc", CFG_BOOL, IB(dmarc), 0, 0, 0, NULL, "true", "Evaluate DMARC."},
-    {.path = "inbound.dmarc_method", .kind = CFG_ENUM, .off = IB(dmarc_method),
-     .names = cfg_dmarc_methods, .dflt = "tree-walk",
+    {.path = "inbound.dmarc_method",
+     .kind = CFG_ENUM,
+     .off = IB(dmarc_method),
+     .names = cfg_dmarc_methods,
+     .dflt = "tree-walk",
      .doc = "Policy and organizational domain discovery: tree-walk (RFC 9989) or psl (RFC 7489 "
             "with the Public Suffix List)."},
     {"inbound.psl_file", CFG_STRING, IB(psl_file), 0, 0, 0, NULL,
      "/usr/share/publicsuffix/public_suffix_list.dat", "Public Suffix List for dmarc_method psl."},
     {"inbound.enforce", CFG_BOOL, IB(enforce), 0, 0, 0, NULL, "true",
      "Apply DMARC policies; false: monitor only (results are still recorded)."},
-    {.path = "inbound.reject_action", .kind = CFG_ENUM, .off = IB(reject_action),
-     .names = cfg_reject_actions, .dflt = "reject",
+    {.path = "inbound.reject_action",
+     .kind = CFG_ENUM,
+     .off = IB(reject_action),
+     .names = cfg_reject_actions,
+     .dflt = "reject",
      .doc = "What p=reject does: reject (550 5.7.1 naming the domain), hold or tag."},
-    {.path = "inbound.quarantine_action", .kind = CFG_ENUM, .off = IB(quarantine_action),
-     .names = cfg_quarantine_actions, .dflt = "hold",
+    {.path = "inbound.quarantine_action",
+     .kind = CFG_ENUM,
+     .off = IB(quarantine_action),
+     .names = cfg_quarantine_actions,
+     .dflt = "hold",
      .doc = "What p=quarantine does: hold (MTA hold queue / Sendmail quarantine), tag (an "
             "X-Unimilter-Quarantine header) or reject."},
-    {.path = "inbound.bad_from_action", .kind = CFG_ENUM, .off = IB(bad_from_action),
-     .names = cfg_bad_from_actions, .dflt = "reject",
+    {.path = "inbound.bad_from_action",
+     .kind = CFG_ENUM,
+     .off = IB(bad_from_action),
+     .names = cfg_bad_from_actions,
+     .dflt = "reject",
      .doc = "A message with no From, several From headers or several authors (RFC 5322 "
             "3.6): reject (550 5.7.1), tempfail or accept (DMARC then gives none)."},
-    {.path = "inbound.temperror_action", .kind = CFG_ENUM, .off = IB(temperror_action),
-     .names = cfg_temperror_actions, .dflt = "accept",
+    {.path = "inbound.temperror_action",
+     .kind = CFG_ENUM,
+     .off = IB(temperror_action),
+     .names = cfg_temperror_actions,
+     .dflt = "accept",
      .doc = "When DNS trouble leaves DMARC undecided: accept (with dmarc=temperror) or "
             "tempfail (the sender retries)."},
-    {.path = "inbound.exempt_domains", .kind = CFG_STRARRAY, .off = IB(exempt_domains),
-     .count_off = IB(nexempt_domains), .dflt = "[]",
+    {.path = "inbound.exempt_domains",
+     .kind = CFG_STRARRAY,
+     .off = IB(exempt_domains),
+     .count_off = IB(nexempt_domains),
+     .dflt = "[]",
      .doc = "From domains whose DMARC failures are not enforced (still recorded)."},
-    {.path = "inbound.exempt_clients", .kind = CFG_STRARRAY, .off = IB(exempt_clients),
-     .count_off = IB(nexempt_clients), .dflt = "[]",
+    {.path = "inbound.exempt_clients",
+     .kind = CFG_STRARRAY,
+     .off = IB(exempt_clients),
+     .count_off = IB(nexempt_clients),
+     .dflt = "[]",
      .doc = "Client IP addresses (trusted forwarders) whose DMARC failures are not enforced."},
     {"reports", CFG_GROUP, 0, 0, 0, 0, NULL, "", "DMARC evaluation history and reports."},
     {"reports.history_file", CFG_OSTRING, CO(reports.history_file), 0, 0, 0, NULL,
      "/var/lib/unimilter/dmarc-history.sqlite",
      "SQLite file every inbound DMARC evaluation is recorded in, off the mail path (empty: "
      "none)."},
-    {.path = "reports.history_store", .kind = CFG_ENUM, .off = CO(reports.history_store),
-     .names = cfg_history_stores, .dflt = "sqlite",
+    {.path = "reports.history_store",
+     .kind = CFG_ENUM,
+     .off = CO(reports.history_store),
+     .names = cfg_history_stores,
+     .dflt = "sqlite",
      .doc = "Where evaluations are recorded and `unimilter report` reads them: sqlite "
             "(history_file, this host) or postgresql (reports.postgresql, shared by several MX "
             "hosts)."},
@@ -365,41 +423,67 @@ static const struct cfg_item cfg_schema[] = {
     {"reports.receiver", CFG_OSTRING, CO(reports.receiver), 0, 0, 0, NULL, "",
      "Our domain in report file names (empty: the domain of reports.email)."},
     {"dkim_sign", CFG_GROUP, 0, 0, 0, 0, NULL, "", "Outbound DKIM signing."},
-    {.path = "dkim_sign.header_canonicalization", .kind = CFG_ENUM, .off = DS(header_canon),
-     .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
-    {.path = "dkim_sign.body_canonicalization", .kind = CFG_ENUM, .off = DS(body_canon),
-     .names = cfg_canons, .dflt = "relaxed", .doc = "relaxed or simple."},
-    {.path = "dkim_sign.headers", .kind = CFG_STRARRAY, .off = DS(headers),
-     .count_off = DS(nheaders), .dflt = "[]", .str_check = cfg_check_header_name,
+    {.path = "dkim_sign.header_canonicalization",
+     .kind = CFG_ENUM,
+     .off = DS(header_canon),
+     .names = cfg_canons,
+     .dflt = "relaxed",
+     .doc = "relaxed or simple."},
+    {.path = "dkim_sign.body_canonicalization",
+     .kind = CFG_ENUM,
+     .off = DS(body_canon),
+     .names = cfg_canons,
+     .dflt = "relaxed",
+     .doc = "relaxed or simple."},
+    {.path = "dkim_sign.headers",
+     .kind = CFG_STRARRAY,
+     .off = DS(headers),
+     .count_off = DS(nheaders),
+     .dflt = "[]",
+     .str_check = cfg_check_header_name,
      .doc = "Header fields to sign (empty: From (oversigned), To, Cc, Subject, Date, "
             "Message-ID, MIME-Version, Content-Type, Content-Transfer-Encoding, Reply-To, "
             "In-Reply-To, References, List-*)."},
-    {.path = "dkim_sign.on_error", .kind = CFG_ENUM, .off = DS(on_error),
-     .names = cfg_on_error, .dflt = "accept",
+    {.path = "dkim_sign.on_error",
+     .kind = CFG_ENUM,
+     .off = DS(on_error),
+     .names = cfg_on_error,
+     .dflt = "accept",
      .doc = "When signing fails: accept the message unsigned, or tempfail it."},
-    {.path = "dkim_sign.keys", .kind = CFG_LIST, .off = DS(key), .count_off = DS(nkey),
-     .line_off = DS(line_keys), .elem_size = sizeof(struct um_cfg_key),
+    {.path = "dkim_sign.keys",
+     .kind = CFG_LIST,
+     .off = DS(key),
+     .count_off = DS(nkey),
+     .line_off = DS(line_keys),
+     .elem_size = sizeof(struct um_cfg_key),
      .elem_check = cfg_check_key,
      .elem_hint = "{ name = \"k1\"; domain = \"example.org\"; selector = \"s1\"; file = \"...\"; }",
-     .dflt = "()", .doc = "Private keys (PEM, mode 0600 or 0400, owned by root or `user`)."},
+     .dflt = "()",
+     .doc = "Private keys (PEM, mode 0600 or 0400, owned by root or `user`)."},
     {"dkim_sign.keys.[].name", CFG_OSTRING, KO(name), 0, 0, 0, NULL, "",
      "Name the rules refer to (required)."},
     {"dkim_sign.keys.[].domain", CFG_OSTRING, KO(domain), 0, 0, 0, NULL, "", "d= (required)."},
-    {"dkim_sign.keys.[].selector", CFG_OSTRING, KO(selector), 0, 0, 0, NULL, "",
-     "s= (required)."},
+    {"dkim_sign.keys.[].selector", CFG_OSTRING, KO(selector), 0, 0, 0, NULL, "", "s= (required)."},
     {"dkim_sign.keys.[].file", CFG_OSTRING, KO(file), 0, 0, 0, NULL, "",
      "PEM private key file, RSA (>= 1024 bits) or Ed25519 (required)."},
-    {"dkim_sign.keys.[].identity", CFG_OSTRING, KO(identity), 0, 0, 0, NULL, "",
-     "i= (optional)."},
-    {.path = "dkim_sign.rules", .kind = CFG_LIST, .off = DS(rule), .count_off = DS(nrule),
-     .line_off = DS(line_rules), .elem_size = sizeof(struct um_cfg_signrule),
+    {"dkim_sign.keys.[].identity", CFG_OSTRING, KO(identity), 0, 0, 0, NULL, "", "i= (optional)."},
+    {.path = "dkim_sign.rules",
+     .kind = CFG_LIST,
+     .off = DS(rule),
+     .count_off = DS(nrule),
+     .line_off = DS(line_rules),
+     .elem_size = sizeof(struct um_cfg_signrule),
      .elem_check = cfg_check_signrule,
-     .elem_hint = "{ from = \"example.org\"; keys = [\"k1\"]; }", .dflt = "()",
+     .elem_hint = "{ from = \"example.org\"; keys = [\"k1\"]; }",
+     .dflt = "()",
      .doc = "From domain -> keys; first match wins; no match: not signed."},
     {"dkim_sign.rules.[].from", CFG_OSTRING, SR(from), 0, 0, 0, NULL, "",
      "\"example.org\" (exact), \"*.example.org\" (subdomains) or \"*\" (required)."},
-    {.path = "dkim_sign.rules.[].keys", .kind = CFG_STRARRAY, .off = SR(keys),
-     .count_off = SR(nkeys), .dflt = "[]",
+    {.path = "dkim_sign.rules.[].keys",
+     .kind = CFG_STRARRAY,
+     .off = SR(keys),
+     .count_off = SR(nkeys),
+     .dflt = "[]",
      .doc = "Names of the keys to sign with; RSA and Ed25519 together sign twice (required)."},
 };
 #pragma GCC diagnostic pop
@@ -566,7 +650,8 @@ cfg_set_text(struct cfg_ctx *ctx, const struct cfg_item *it, void *base, const c
         long m;
         size_t n = strlen(val);
         if (n < 3 || n > 4 || strspn(val, "01234567") != n)
-            return cfg_fail(ctx, s, path, "expected permission bits as an octal string, e.g. \"0660\"");
+            return cfg_fail(ctx, s, path,
+                            "expected permission bits as an octal string, e.g. \"0660\"");
         m = strtol(val, &end, 8);
         if (m < it->min || m > it->max)
             return cfg_fail(ctx, s, path, "permission bits must be at most 0777");
@@ -597,8 +682,8 @@ cfg_set_text(struct cfg_ctx *ctx, const struct cfg_item *it, void *base, const c
         if (errno != 0 || end == val || *end != '\0')
             return cfg_fail(ctx, s, path, "expected %s as an integer", it->what);
         if (v < it->min || v > it->max)
-            return cfg_fail(ctx, s, path, "%ld is out of range (%ld-%ld %s)", v, it->min,
-                            it->max, it->what);
+            return cfg_fail(ctx, s, path, "%ld is out of range (%ld-%ld %s)", v, it->min, it->max,
+                            it->what);
         *(int *)(void *)slot = (int)v;
         return UM_OK;
     }
@@ -904,8 +989,10 @@ cfg_check_key_source(const char *v, char *buf, size_t len)
 
     if (um_senderkey_source_parse((struct um_str){v, strlen(v)}, &src, &err) == UM_OK)
         return true;
-    (void)snprintf(buf, len, "\"%s\" is not a sender key source (sasl, sender, sender_domain, "
-                             "client_ip, uid)", v);
+    (void)snprintf(buf, len,
+                   "\"%s\" is not a sender key source (sasl, sender, sender_domain, "
+                   "client_ip, uid)",
+                   v);
     return false;
 }
 
@@ -1174,7 +1261,8 @@ um_config_load(const char *path, struct um_config **out, struct um_error *err)
         char eb[128];
         int e = errno;
         um_config_unref(cfg);
-        return um_error_set(err, UM_EIO, "%s: cannot open: %s", path, um_strerror(e, eb, sizeof(eb)));
+        return um_error_set(err, UM_EIO, "%s: cannot open: %s", path,
+                            um_strerror(e, eb, sizeof(eb)));
     }
     if ((st = um_fileperm_check_fd(fileno(fp), path, &perm, err)) != UM_OK) {
         (void)fclose(fp);
@@ -1193,7 +1281,8 @@ um_config_load(const char *path, struct um_config **out, struct um_error *err)
         const char *ef = config_error_file(&cf);
         st = um_error_set(err, UM_EINVAL, "%s:%d: syntax error: %s", ef != NULL ? ef : path,
                           config_error_line(&cf), config_error_text(&cf));
-    } else if ((st = cfg_check_includes(config_root_setting(&cf), path, ctx.dir, &perm, err)) == UM_OK) {
+    } else if ((st = cfg_check_includes(config_root_setting(&cf), path, ctx.dir, &perm, err))
+               == UM_OK) {
         st = cfg_walk_group(&ctx, config_root_setting(&cf), "", "", cfg);
         if (st == UM_OK)
             st = cfg_finish(&ctx);

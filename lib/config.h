@@ -88,8 +88,8 @@ struct um_config {
     int shutdown_timeout; /* seconds SIGTERM waits for messages in flight */
 
     struct um_mode_rules mode;
-    bool trace_header; /* debug: add X-Unimilter-Mode to every message */
-    char *control_socket; /* unix:/path of the control socket, NULL: none */
+    bool trace_header;          /* debug: add X-Unimilter-Mode to every message */
+    char *control_socket;       /* unix:/path of the control socket, NULL: none */
     int control_socket_mode;    /* permission bits of the control socket */
     char *control_socket_group; /* NULL: the run user's group */
     int line_control_socket_group;
@@ -114,7 +114,7 @@ struct um_config {
         enum um_rl_backend backend;
         char *redis_host;
         int redis_port;
-        char *redis_socket;   /* NULL: TCP */
+        char *redis_socket; /* NULL: TCP */
         char *redis_prefix;
         int redis_timeout_ms;
         enum um_rl_on_error redis_on_error;
@@ -125,7 +125,7 @@ struct um_config {
     /* submit: how the daemon's own mail (notices) and `unimilter report` reach an MTA. */
     struct {
         enum um_submit_via via;
-        char *relay;         /* libcurl URL */
+        char *relay; /* libcurl URL */
         enum um_submit_tls starttls;
         char *user;          /* NULL: no AUTH */
         char *password_file; /* NULL: none; read by um_runtime_build() */
@@ -137,31 +137,31 @@ struct um_config {
     } submit;
 
     struct {
-        bool spf;             /* check SPF */
-        bool received_spf;    /* add a Received-SPF header */
-        int max_signatures;   /* DKIM signatures verified per message */
-        int min_key_bits;     /* shorter RSA keys give dkim=policy */
+        bool spf;           /* check SPF */
+        bool received_spf;  /* add a Received-SPF header */
+        int max_signatures; /* DKIM signatures verified per message */
+        int min_key_bits;   /* shorter RSA keys give dkim=policy */
         bool allow_rsa_sha1;
-        bool dmarc;           /* evaluate DMARC */
+        bool dmarc;                        /* evaluate DMARC */
         enum um_dmarc_method dmarc_method; /* tree-walk (RFC 9989) or psl (RFC 7489) */
         char *psl_file;
-        bool enforce;         /* false: monitor only */
+        bool enforce; /* false: monitor only */
         /* What lib/policy.c does; each setting allows only some actions (config.c). */
         enum um_action reject_action;     /* p=reject: reject, hold or tag */
         enum um_action quarantine_action; /* p=quarantine: hold, tag or reject */
         enum um_action bad_from_action;   /* no From / several From: reject, tempfail, accept */
         enum um_action temperror_action;  /* DMARC temperror: accept or tempfail */
-        char **exempt_domains; /* From domains whose failures are not enforced */
+        char **exempt_domains;            /* From domains whose failures are not enforced */
         size_t nexempt_domains;
         char **exempt_clients; /* client IPs (forwarders) whose failures are not enforced */
         size_t nexempt_clients;
     } inbound;
 
     struct {
-        char *history_file; /* NULL: DMARC evaluations are not recorded */
+        char *history_file;                  /* NULL: DMARC evaluations are not recorded */
         enum um_history_store history_store; /* sqlite (history_file) or postgresql */
-        char *postgresql;   /* libpq conninfo; NULL when unset */
-        int history_queue;  /* records waiting for the writer, at most */
+        char *postgresql;                    /* libpq conninfo; NULL when unset */
+        int history_queue;                   /* records waiting for the writer, at most */
         int retention_days; /* `unimilter report` deletes older evaluations (0: never) */
         char *org_name;     /* report_metadata/org_name; NULL: reports cannot be sent */
         char *email;        /* report_metadata/email and the sender of report mail */

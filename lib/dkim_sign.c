@@ -110,9 +110,9 @@ struct um_dkim_sign_session {
     enum um_status failed; /* the code to repeat once SIGN_FAILED */
     size_t n;
     struct sign_one one[UM_DKIM_SIGN_MAX_SIGNERS];
-    EVP_MD_CTX *hctx; /* the signed headers, common to all signers */
-    EVP_MD_CTX *bctx; /* the canonical body */
-    bool hash_failed; /* an EVP_DigestUpdate() from a sink failed */
+    EVP_MD_CTX *hctx;         /* the signed headers, common to all signers */
+    EVP_MD_CTX *bctx;         /* the canonical body */
+    bool hash_failed;         /* an EVP_DigestUpdate() from a sink failed */
     struct um_buf store;      /* kept headers (names and canonical fields) until end of headers */
     enum um_status store_err; /* set by the store sink */
     struct sign_hdr *hdr;
@@ -122,10 +122,13 @@ struct um_dkim_sign_session {
 };
 
 static const char *const sign_default_headers[] = {
-    "From", "To", "Cc", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
-    "Content-Transfer-Encoding", "Reply-To", "In-Reply-To", "References", "List-Id",
-    "List-Help", "List-Unsubscribe", "List-Subscribe", "List-Post", "List-Owner",
-    "List-Archive", NULL,
+    "From",           "To",           "Cc",
+    "Subject",        "Date",         "Message-ID",
+    "MIME-Version",   "Content-Type", "Content-Transfer-Encoding",
+    "Reply-To",       "In-Reply-To",  "References",
+    "List-Id",        "List-Help",    "List-Unsubscribe",
+    "List-Subscribe", "List-Post",    "List-Owner",
+    "List-Archive",   NULL,
 };
 static const char *const sign_default_oversign[] = {"From", NULL};
 
@@ -209,8 +212,8 @@ sign_spec_check(const struct um_dkim_sign_keyspec *spec, struct um_error *err)
         return um_error_set(err, UM_EINVAL, "dkim key \"%s\": bad selector (s=)", name);
     if (spec->identity != NULL && !sign_identity_ok(spec->identity, spec->domain))
         return um_error_set(err, UM_EINVAL,
-                            "dkim key \"%s\": identity (i=) must be in domain %s or below it",
-                            name, spec->domain);
+                            "dkim key \"%s\": identity (i=) must be in domain %s or below it", name,
+                            spec->domain);
     return UM_OK;
 }
 
@@ -324,8 +327,8 @@ um_dkim_sign_key_from_pem(const struct um_dkim_sign_keyspec *spec, struct um_str
     }
     st = sign_pub_b64(pk, k->alg, &k->pub_b64);
     if (st != UM_OK) {
-        (void)um_error_set(err, st, "dkim key \"%s\": %s: cannot derive the public key",
-                           spec->name, label);
+        (void)um_error_set(err, st, "dkim key \"%s\": %s: cannot derive the public key", spec->name,
+                           label);
         goto out;
     }
     k->sig_size = (size_t)EVP_PKEY_get_size(pk);

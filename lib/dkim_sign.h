@@ -80,13 +80,13 @@
 
 #include "common.h"
 
-#define UM_DKIM_SIGN_MAX_SIGNERS 8
-#define UM_DKIM_SIGN_MAX_HEADER  (256 * 1024) /* bytes of one header field, after CRLF fixing */
-#define UM_DKIM_SIGN_MAX_SIGNED_HEADERS 1000  /* header fields named in one h= (extras aside) */
-#define UM_DKIM_SIGN_MAX_SIGNED_BYTES (1024 * 1024) /* their canonical form, names included */
-#define UM_DKIM_SIGN_MIN_RSA_BITS 1024
-#define UM_DKIM_SIGN_MAX_KEYFILE (64 * 1024) /* a PEM file larger than this is refused */
-#define UM_DKIM_SIGN_DIGEST_LEN  32          /* SHA-256 */
+#define UM_DKIM_SIGN_MAX_SIGNERS        8
+#define UM_DKIM_SIGN_MAX_HEADER         (256 * 1024) /* bytes of one header field, after CRLF fixing */
+#define UM_DKIM_SIGN_MAX_SIGNED_HEADERS 1000 /* header fields named in one h= (extras aside) */
+#define UM_DKIM_SIGN_MAX_SIGNED_BYTES   (1024 * 1024) /* their canonical form, names included */
+#define UM_DKIM_SIGN_MIN_RSA_BITS       1024
+#define UM_DKIM_SIGN_MAX_KEYFILE        (64 * 1024) /* a PEM file larger than this is refused */
+#define UM_DKIM_SIGN_DIGEST_LEN         32          /* SHA-256 */
 
 enum um_dkim_alg {
     UM_DKIM_ALG_RSA_SHA256 = 0,
@@ -178,15 +178,12 @@ UM_NODISCARD enum um_status um_dkim_sign_begin(const struct um_dkim_sign *ds,
                                                size_t nsigners, const char *qid,
                                                struct um_dkim_sign_session **out,
                                                struct um_error *err);
-UM_NODISCARD enum um_status um_dkim_sign_header(struct um_dkim_sign_session *s,
-                                                struct um_str name, struct um_str value,
-                                                struct um_error *err);
-UM_NODISCARD enum um_status um_dkim_sign_eoh(struct um_dkim_sign_session *s,
-                                             struct um_error *err);
+UM_NODISCARD enum um_status um_dkim_sign_header(struct um_dkim_sign_session *s, struct um_str name,
+                                                struct um_str value, struct um_error *err);
+UM_NODISCARD enum um_status um_dkim_sign_eoh(struct um_dkim_sign_session *s, struct um_error *err);
 UM_NODISCARD enum um_status um_dkim_sign_body(struct um_dkim_sign_session *s, struct um_str chunk,
                                               struct um_error *err);
-UM_NODISCARD enum um_status um_dkim_sign_end(struct um_dkim_sign_session *s,
-                                             struct um_error *err);
+UM_NODISCARD enum um_status um_dkim_sign_end(struct um_dkim_sign_session *s, struct um_error *err);
 
 /* After a successful um_dkim_sign_end(): one value per signer, in the order given to
  * um_dkim_sign_begin(). Owned by the session. */

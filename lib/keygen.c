@@ -34,7 +34,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#define KEYGEN_TXT_CHUNK 255 /* RFC 1035 3.3: one character-string */
+#define KEYGEN_TXT_CHUNK 255  /* RFC 1035 3.3: one character-string */
 #define KEYGEN_P_MAX     4096 /* decoded bytes; an 8192-bit SPKI is ~1.1 KB */
 
 const char *
@@ -71,8 +71,8 @@ um_keygen_txt_value(const struct um_signer *key, char **value, struct um_error *
 }
 
 enum um_status
-um_keygen_zone_record(const char *selector, const char *domain, const char *value,
-                      char **record, struct um_error *err)
+um_keygen_zone_record(const char *selector, const char *domain, const char *value, char **record,
+                      struct um_error *err)
 {
     size_t vlen = strlen(value), chunks = vlen / KEYGEN_TXT_CHUNK + 1;
     size_t cap = strlen(selector) + strlen(domain) + vlen + chunks * 8 + 64, len;
@@ -89,8 +89,8 @@ um_keygen_zone_record(const char *selector, const char *domain, const char *valu
     len = (size_t)snprintf(r, cap, "%s._domainkey.%s. IN TXT (", selector, domain);
     for (size_t off = 0; off < vlen || off == 0; off += KEYGEN_TXT_CHUNK) {
         size_t n = vlen - off < KEYGEN_TXT_CHUNK ? vlen - off : KEYGEN_TXT_CHUNK;
-        len += (size_t)snprintf(r + len, cap - len, "%s\"%.*s\"", off == 0 ? " " : "\n\t",
-                                (int)n, value + off);
+        len += (size_t)snprintf(r + len, cap - len, "%s\"%.*s\"", off == 0 ? " " : "\n\t", (int)n,
+                                value + off);
         if (vlen == 0)
             break;
     }
@@ -323,8 +323,8 @@ keygen_rsa_canonical(const unsigned char *der, size_t len)
         OSSL_DECODER_CTX *dc;
         EVP_PKEY_free(pk);
         pk = NULL;
-        dc = OSSL_DECODER_CTX_new_for_pkey(&pk, "DER", "type-specific", "RSA",
-                                           EVP_PKEY_PUBLIC_KEY, NULL, NULL);
+        dc = OSSL_DECODER_CTX_new_for_pkey(&pk, "DER", "type-specific", "RSA", EVP_PKEY_PUBLIC_KEY,
+                                           NULL, NULL);
         p = der;
         size_t left = len;
         if (dc == NULL || OSSL_DECODER_from_data(dc, &p, &left) != 1 || left != 0) {

@@ -54,11 +54,11 @@ UM_NODISCARD enum um_status um_keygen_zone_record(const char *selector, const ch
                                                   struct um_error *err);
 
 enum um_keygen_verdict {
-    UM_KEYGEN_MATCH = 0,   /* p= is the public half of the key */
-    UM_KEYGEN_MISMATCH,    /* a different key */
-    UM_KEYGEN_REVOKED,     /* p= is empty (RFC 6376 3.6.1) */
-    UM_KEYGEN_WRONG_TYPE,  /* k= names another algorithm */
-    UM_KEYGEN_MALFORMED,   /* not a DKIM key record, or p= does not decode */
+    UM_KEYGEN_MATCH = 0,  /* p= is the public half of the key */
+    UM_KEYGEN_MISMATCH,   /* a different key */
+    UM_KEYGEN_REVOKED,    /* p= is empty (RFC 6376 3.6.1) */
+    UM_KEYGEN_WRONG_TYPE, /* k= names another algorithm */
+    UM_KEYGEN_MALFORMED,  /* not a DKIM key record, or p= does not decode */
 };
 
 struct um_keygen_check {

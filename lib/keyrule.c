@@ -107,8 +107,8 @@ keyrule_dup(const char *s, size_t n, bool lower)
 }
 
 enum um_status
-um_keyrule_add(struct um_keyrule *kr, const char *pattern, const char *const *keys,
-               size_t nkeys, struct um_error *err)
+um_keyrule_add(struct um_keyrule *kr, const char *pattern, const char *const *keys, size_t nkeys,
+               struct um_error *err)
 {
     struct keyrule_rule r = {0};
     size_t n;
@@ -142,8 +142,7 @@ um_keyrule_add(struct um_keyrule *kr, const char *pattern, const char *const *ke
     }
     for (size_t i = 0; i < nkeys; i++) {
         if (keys[i] == NULL || keys[i][0] == '\0') {
-            return um_error_set(err, UM_EINVAL, "keyrule: pattern \"%s\": empty key name",
-                                pattern);
+            return um_error_set(err, UM_EINVAL, "keyrule: pattern \"%s\": empty key name", pattern);
         }
     }
     if (kr->n == kr->cap) {
@@ -255,8 +254,8 @@ keyrule_skip_quoted(const char *p, size_t len, size_t *i, struct um_error *err)
 }
 
 struct keyrule_mbox {
-    size_t start, end;             /* the whole mailbox */
-    size_t astart, aend;           /* inside <...> when angle */
+    size_t start, end;   /* the whole mailbox */
+    size_t astart, aend; /* inside <...> when angle */
     bool angle, nonempty;
 };
 
@@ -379,7 +378,7 @@ um_keyrule_from_domain(const struct um_str *values, size_t nvalues, char *buf, s
     len = values[0].len;
     cur.start = 0;
     while (i <= len) {
-        char c = i < len ? p[i] : ',';   /* the end closes the last mailbox */
+        char c = i < len ? p[i] : ','; /* the end closes the last mailbox */
         bool at_end = i == len;
 
         if (!at_end && c == '(') {

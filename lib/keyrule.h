@@ -66,7 +66,7 @@ void um_keyrule_match(const struct um_keyrule *kr, struct um_str domain,
  * domain, NUL-terminated, into buf (buflen >= UM_KEYRULE_DOMAIN_MAX + 1 always suffices) and
  * sets *domain to it. */
 UM_NODISCARD enum um_status um_keyrule_from_domain(const struct um_str *values, size_t nvalues,
-                                                   char *buf, size_t buflen,
-                                                   struct um_str *domain, struct um_error *err);
+                                                   char *buf, size_t buflen, struct um_str *domain,
+                                                   struct um_error *err);
 
 #endif

@@ -156,8 +156,8 @@ um_log_emit(const struct um_logger *lg, enum um_log_level level, const struct um
 }
 
 void
-um_log_msg(const struct um_logger *lg, enum um_log_level level, const char *event,
-           const char *fmt, ...)
+um_log_msg(const struct um_logger *lg, enum um_log_level level, const char *event, const char *fmt,
+           ...)
 {
     struct um_logline l;
     char text[UM_LOGLINE_MAX];
@@ -197,8 +197,7 @@ um_log_level_name(enum um_log_level level)
 enum um_status
 um_log_level_parse(const char *name, enum um_log_level *out)
 {
-    static const enum um_log_level all[] = {UM_LOG_ERR, UM_LOG_WARNING, UM_LOG_INFO,
-                                            UM_LOG_DEBUG};
+    static const enum um_log_level all[] = {UM_LOG_ERR, UM_LOG_WARNING, UM_LOG_INFO, UM_LOG_DEBUG};
 
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (strcmp(name, um_log_level_name(all[i])) == 0) {

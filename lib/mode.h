@@ -32,11 +32,11 @@ enum um_tristate {
 };
 
 struct um_mode_rule {
-    char *daemon_name;    /* NULL: any; compared case-insensitively */
-    int daemon_port;      /* -1: any */
+    char *daemon_name; /* NULL: any; compared case-insensitively */
+    int daemon_port;   /* -1: any */
     enum um_tristate authenticated;
     enum um_mode mode;
-    int line;             /* config line, for logs */
+    int line; /* config line, for logs */
 };
 
 struct um_mode_rules {

@@ -29,8 +29,8 @@
  * The mail goes out through lib/submit (SMTP to a relay, or a sendmail binary), one attempt
  * per run: what fails stays pending for the next run, which is the retry.
  */
-#define _DEFAULT_SOURCE /* strcasecmp, strncasecmp */
-#define _XOPEN_SOURCE 700 /* strptime */
+#define _DEFAULT_SOURCE     /* strcasecmp, strncasecmp */
+#define _XOPEN_SOURCE   700 /* strptime */
 #include "report.h"
 
 #include <arpa/inet.h>
@@ -648,9 +648,9 @@ report_xml(struct report_run *r, const struct period *p, const char *rid, struct
     rb_elem(b, "    ", "email", r->o->email);
     rb_elem(b, "    ", "report_id", rid);
     um_buf_fmt(b,
-           "    <date_range>\n      <begin>%lld</begin>\n      <end>%lld</end>\n    "
-           "</date_range>\n  </report_metadata>\n",
-           (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
+               "    <date_range>\n      <begin>%lld</begin>\n      <end>%lld</end>\n    "
+               "</date_range>\n  </report_metadata>\n",
+               (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
 
     if (!rq_open(r, &q, report_policy_sql, report_pg_policy_sql, pv, 3)) {
         ret = report_sql_error(r, "select policy", err);
@@ -800,19 +800,19 @@ report_mime(struct report_run *r, const struct period *p, const char *rid, const
     }
     um_buf_fmt(m, "\r\nDate: %s\r\n", date);
     um_buf_fmt(m, "Subject: Report Domain: %s Submitter: %s Report-ID: <%s@%s>\r\n", p->domain,
-           r->receiver, rid, r->receiver);
+               r->receiver, rid, r->receiver);
     um_buf_fmt(m, "Message-ID: <%s.%lld@%s>\r\n", rid, (long long)r->o->now, r->receiver);
     um_buf_str(m, "MIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n");
     um_buf_fmt(m, "Content-Type: multipart/mixed; boundary=\"=_um_%s\"\r\n\r\n", rid);
     um_buf_fmt(m, "--=_um_%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", rid);
     um_buf_fmt(m, "This is a DMARC aggregate report (RFC 9990) for %s,\r\n", p->domain);
     um_buf_fmt(m, "from %s, covering %lld to %lld (UTC seconds).\r\n\r\n", r->receiver,
-           (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
+               (long long)p->begin, (long long)(p->begin + UM_REPORT_DAY - 1));
     um_buf_fmt(m, "--=_um_%s\r\nContent-Type: application/gzip; name=\"%s\"\r\n", rid, fname);
     um_buf_fmt(m,
-           "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; "
-           "filename=\"%s\"\r\n\r\n",
-           fname);
+               "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; "
+               "filename=\"%s\"\r\n\r\n",
+               fname);
     report_b64(m, gz);
     um_buf_fmt(m, "\r\n--=_um_%s--\r\n", rid);
 }
@@ -832,8 +832,8 @@ report_send(struct report_run *r, const struct rua *rua, const bool *use, size_t
     for (size_t i = 0; i < nrua; i++)
         if (use[i])
             rcpts[n++] = rua[i].addr;
-    if (um_submit_send(r->o->submit != NULL ? r->o->submit : &dflt, r->o->email, rcpts, n,
-                       m->p, m->len, &err)
+    if (um_submit_send(r->o->submit != NULL ? r->o->submit : &dflt, r->o->email, rcpts, n, m->p,
+                       m->len, &err)
         == UM_OK)
         return 0;
     (void)snprintf(why, whylen, "%s", err.msg);

@@ -73,13 +73,13 @@ typedef void um_report_txt_fini_fn(void *arg, struct um_dns_txt *res);
 typedef void um_report_log_fn(void *arg, const char *line);
 
 struct um_report_opts {
-    const char *db_path;     /* SQLite file, or the libpq connection string for POSTGRESQL */
+    const char *db_path;         /* SQLite file, or the libpq connection string for POSTGRESQL */
     enum um_history_store store; /* zero (the default): SQLite */
-    const char *org_name;    /* report_metadata/org_name */
-    const char *email;       /* report_metadata/email and the envelope/header From */
-    const char *receiver;    /* our domain: file name, Submitter; NULL = the domain of email */
+    const char *org_name;        /* report_metadata/org_name */
+    const char *email;           /* report_metadata/email and the envelope/header From */
+    const char *receiver;        /* our domain: file name, Submitter; NULL = the domain of email */
     const struct um_submit_opts *submit; /* NULL: sendmail UM_REPORT_SENDMAIL_DEFAULT */
-    const char *dry_run_dir; /* non-NULL: write files here; send and record nothing */
+    const char *dry_run_dir;             /* non-NULL: write files here; send and record nothing */
     int64_t day;             /* start of one UTC day to report, or -1: every complete day */
     int64_t now;             /* seconds since the epoch */
     unsigned retention_days; /* 0 = keep rows forever */

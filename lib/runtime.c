@@ -40,8 +40,8 @@ rt_build_signing(struct um_runtime *rt, uid_t key_uid, struct um_error *err)
     }
     for (size_t i = 0; i < rt->nkeys; i++) {
         const struct um_cfg_key *k = &cfg->dkim_sign.key[i];
-        struct um_dkim_sign_keyspec spec = {k->name, k->domain, k->selector, k->identity,
-                                            k->file, key_uid};
+        struct um_dkim_sign_keyspec spec = {k->name,     k->domain, k->selector,
+                                            k->identity, k->file,   key_uid};
         if (um_dkim_sign_key_load(&spec, &rt->keys[i], &e) != UM_OK) {
             (void)snprintf(path, sizeof(path), "dkim_sign.keys.[%zu]", i);
             return rt_fail(err, cfg, k->line, path, &e);
@@ -212,8 +212,8 @@ rt_check_programs(const struct um_config *cfg, struct um_error *err)
 }
 
 enum um_status
-um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_dns *dns,
-                 struct um_runtime **out, struct um_error *err)
+um_runtime_build(struct um_config *cfg, uid_t key_uid, struct um_dns *dns, struct um_runtime **out,
+                 struct um_error *err)
 {
     struct um_runtime *rt = calloc(1, sizeof(*rt));
     enum um_status st;

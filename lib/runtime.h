@@ -42,7 +42,7 @@ struct um_runtime {
     struct um_keyrule *keyrule;
     struct um_ratelimit_policy *rlpol;
     struct um_senderkey_order order;
-    bool order_has_uid; /* the uid source needs the headers: decide at end of message */
+    bool order_has_uid;           /* the uid source needs the headers: decide at end of message */
     struct um_submit_opts submit; /* points into cfg and submit_password */
     char *submit_password;        /* read from submit.password_file; wiped when freed */
 

@@ -170,8 +170,8 @@ submit_smtp(const struct um_submit_opts *o, const char *from, const char *const 
     if (rc != CURLE_OK) {
         enum um_status code = UM_ETEMP;
 
-        if ((reply >= 500 && reply < 600) || rc == CURLE_LOGIN_DENIED
-            || rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
+        if ((reply >= 500 && reply < 600) || rc == CURLE_LOGIN_DENIED || rc == CURLE_URL_MALFORMAT
+            || rc == CURLE_UNSUPPORTED_PROTOCOL)
             code = UM_EINVAL;
         st = um_error_set(err, code, "submit: %s: %s%s (last reply %ld)", shown,
                           ebuf[0] != '\0' ? ebuf : curl_easy_strerror(rc),
@@ -298,8 +298,9 @@ um_submit_password_read(const char *path, uid_t allowed_uid, char **out, struct 
     len = strcspn(buf, "\r\n");
     if (len == 0 || len > UM_SUBMIT_MAX_PASSWORD) {
         explicit_bzero(buf, sizeof(buf));
-        return um_error_set(err, UM_EINVAL, "%s: the first line must hold the password (1-%d bytes)",
-                            path, UM_SUBMIT_MAX_PASSWORD);
+        return um_error_set(err, UM_EINVAL,
+                            "%s: the first line must hold the password (1-%d bytes)", path,
+                            UM_SUBMIT_MAX_PASSWORD);
     }
     buf[len] = '\0';
     *out = strdup(buf);

@@ -35,8 +35,8 @@
 
 #include "common.h"
 
-#define UM_SUBMIT_MAX_PASSWORD  1024 /* bytes in a password file, at most */
-#define UM_SUBMIT_DEFAULT_RELAY "smtp://127.0.0.1:25"
+#define UM_SUBMIT_MAX_PASSWORD    1024 /* bytes in a password file, at most */
+#define UM_SUBMIT_DEFAULT_RELAY   "smtp://127.0.0.1:25"
 #define UM_SUBMIT_DEFAULT_TIMEOUT 30 /* seconds; the schema's default, as a number */
 
 enum um_submit_via {
@@ -52,13 +52,13 @@ enum um_submit_tls {
 
 struct um_submit_opts {
     enum um_submit_via via;
-    const char *relay;    /* libcurl URL: smtp://HOST[:PORT][/HELO-NAME] or smtps://... */
+    const char *relay; /* libcurl URL: smtp://HOST[:PORT][/HELO-NAME] or smtps://... */
     enum um_submit_tls starttls;
-    const char *user;     /* NULL: no AUTH */
-    const char *password; /* with user */
-    const char *ca_file;  /* NULL: the system's CA store */
-    int timeout;          /* seconds for the whole attempt */
-    const char *sendmail; /* via SENDMAIL: the binary */
+    const char *user;           /* NULL: no AUTH */
+    const char *password;       /* with user */
+    const char *ca_file;        /* NULL: the system's CA store */
+    int timeout;                /* seconds for the whole attempt */
+    const char *sendmail;       /* via SENDMAIL: the binary */
     const _Atomic bool *cancel; /* SMTP: set -> the attempt ends soon (UM_ETEMP); may be NULL */
 };
 
@@ -66,13 +66,13 @@ struct um_submit_opts {
 bool um_submit_init(void);
 
 UM_NODISCARD enum um_status um_submit_send(const struct um_submit_opts *o, const char *from,
-                                           const char *const *rcpts, size_t nrcpts,
-                                           const char *msg, size_t len, struct um_error *err);
+                                           const char *const *rcpts, size_t nrcpts, const char *msg,
+                                           size_t len, struct um_error *err);
 
 /* Reads the first line of path into *out (malloc'd; the caller wipes and frees it). The file
  * must be a regular file, owned by root or allowed_uid, with no group or other access. */
-UM_NODISCARD enum um_status um_submit_password_read(const char *path, uid_t allowed_uid,
-                                                    char **out, struct um_error *err);
+UM_NODISCARD enum um_status um_submit_password_read(const char *path, uid_t allowed_uid, char **out,
+                                                    struct um_error *err);
 
 /* relay with any "user:password@" removed, for messages and logs. */
 void um_submit_relay_shown(const char *relay, char *buf, size_t len);

@@ -76,8 +76,8 @@ sq_to(const struct sq_job *j)
 }
 
 static void
-sq_log(const struct um_submitq *q, enum um_log_level lv, const struct sq_job *j,
-       const char *result, const char *error, long long retry_s)
+sq_log(const struct um_submitq *q, enum um_log_level lv, const struct sq_job *j, const char *result,
+       const char *error, long long retry_s)
 {
     struct um_logline l;
     char shown[512];
@@ -169,10 +169,9 @@ sq_thread(void *arg)
         st = q->p.send != NULL
                  ? q->p.send(q->p.send_arg, &j->o, j->from, (const char *const *)j->rcpts,
                              j->nrcpts, j->msg, j->len, &err)
-                 : um_submit_send(&j->o, j->from, (const char *const *)j->rcpts, j->nrcpts,
-                                  j->msg, j->len, &err);
-        bool retry = st == UM_ETEMP && j->attempts < q->p.max_attempts
-                     && !atomic_load(&q->stop);
+                 : um_submit_send(&j->o, j->from, (const char *const *)j->rcpts, j->nrcpts, j->msg,
+                                  j->len, &err);
+        bool retry = st == UM_ETEMP && j->attempts < q->p.max_attempts && !atomic_load(&q->stop);
         if (st == UM_OK) {
             sq_log(q, UM_LOG_INFO, j, "sent", NULL, -1);
         } else if (retry) {
@@ -241,9 +240,9 @@ sq_memdup(const char *p, size_t len)
 }
 
 enum um_status
-um_submitq_add(struct um_submitq *q, const struct um_submit_opts *o, void *owner,
-               const char *what, const char *from, const char *const *rcpts, size_t nrcpts,
-               const char *msg, size_t len)
+um_submitq_add(struct um_submitq *q, const struct um_submit_opts *o, void *owner, const char *what,
+               const char *from, const char *const *rcpts, size_t nrcpts, const char *msg,
+               size_t len)
 {
     struct sq_job *j = calloc(1, sizeof(*j));
     bool full;

@@ -32,9 +32,8 @@
 #include "submit.h"
 
 typedef enum um_status um_submitq_send_fn(void *arg, const struct um_submit_opts *o,
-                                          const char *from, const char *const *rcpts,
-                                          size_t nrcpts, const char *msg, size_t len,
-                                          struct um_error *err);
+                                          const char *from, const char *const *rcpts, size_t nrcpts,
+                                          const char *msg, size_t len, struct um_error *err);
 typedef void um_submitq_release_fn(void *owner);
 
 struct um_submitq_params {
@@ -58,10 +57,10 @@ struct um_submitq;
 UM_NODISCARD enum um_status um_submitq_new(const struct um_submitq_params *p,
                                            struct um_submitq **out, struct um_error *err);
 /* what names the message in logs ("ratelimit-notice"); it must be a string literal. */
-enum um_status um_submitq_add(struct um_submitq *q, const struct um_submit_opts *o,
-                              void *owner, const char *what, const char *from,
-                              const char *const *rcpts, size_t nrcpts,
-                              const char *msg, size_t len); /* logs its own failures */
+enum um_status um_submitq_add(struct um_submitq *q, const struct um_submit_opts *o, void *owner,
+                              const char *what, const char *from, const char *const *rcpts,
+                              size_t nrcpts, const char *msg,
+                              size_t len);  /* logs its own failures */
 void um_submitq_free(struct um_submitq *q); /* NULL does nothing */
 
 #endif

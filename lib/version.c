@@ -24,8 +24,8 @@ um_version_print(FILE *fp)
             LIBCONFIG_VER_REVISION);
     fprintf(fp, "libopendkim %lu.%lu.%lu\n", (dk >> 24) & 0xff, (dk >> 16) & 0xff,
             (dk >> 8) & 0xff);
-    fprintf(fp, "libspf2 %d.%d.%d (build headers)\n", SPF_LIB_VERSION_MAJOR,
-            SPF_LIB_VERSION_MINOR, SPF_LIB_VERSION_PATCH);
+    fprintf(fp, "libspf2 %d.%d.%d (build headers)\n", SPF_LIB_VERSION_MAJOR, SPF_LIB_VERSION_MINOR,
+            SPF_LIB_VERSION_PATCH);
     fprintf(fp, "libopendmarc 1.4 (no version call; Debian 12 ships 1.4.2)\n");
     fprintf(fp, "libunbound %s\n", ub_version());
     fprintf(fp, "openssl %s\n", OpenSSL_version(OPENSSL_VERSION));

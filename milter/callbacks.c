@@ -64,9 +64,8 @@ cb_tempfail(SMFICTX *ctx, struct conn_ctx *cc, const char *stage, const char *wh
 }
 
 static sfsistat
-mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
-               unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
-               unsigned long *pf3)
+mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, unsigned long f3,
+               unsigned long *pf0, unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
     unsigned long want = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST;
 

@@ -105,8 +105,8 @@ cli_request(const char *cmd, const char *sock, const char *req, char **resp)
                     "control_socket_group)\n",
                     cmd, sock);
         else
-            fprintf(stderr, "unimilter: %s: cannot connect to %s: %s; is unimilter running?\n",
-                    cmd, sock, um_strerror(errno, eb, sizeof(eb)));
+            fprintf(stderr, "unimilter: %s: cannot connect to %s: %s; is unimilter running?\n", cmd,
+                    sock, um_strerror(errno, eb, sizeof(eb)));
         if (fd >= 0)
             close(fd);
         return -1;

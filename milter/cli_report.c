@@ -165,8 +165,9 @@ um_cli_report(int argc, char **argv)
         /* --db names an SQLite file and wins over the configured store. */
         if (!db_set && cfg->reports.history_store == UM_HISTORY_STORE_POSTGRESQL) {
             if (cfg->reports.postgresql == NULL) {
-                fprintf(stderr, "unimilter: report: %s: reports.history_store is postgresql "
-                                "but reports.postgresql is empty\n",
+                fprintf(stderr,
+                        "unimilter: report: %s: reports.history_store is postgresql "
+                        "but reports.postgresql is empty\n",
                         conf);
                 um_config_unref(cfg);
                 return EX_CONFIG;
@@ -186,8 +187,7 @@ um_cli_report(int argc, char **argv)
         if (sendmail == NULL && o.dry_run_dir == NULL && cfg->submit.password_file != NULL) {
             if (um_submit_password_read(cfg->submit.password_file, geteuid(), &password, &err)
                 != UM_OK) {
-                fprintf(stderr, "unimilter: report: %s: submit.password_file: %s\n", conf,
-                        err.msg);
+                fprintf(stderr, "unimilter: report: %s: submit.password_file: %s\n", conf, err.msg);
                 um_config_unref(cfg);
                 return EX_CONFIG;
             }
@@ -202,8 +202,9 @@ um_cli_report(int argc, char **argv)
     }
     o.submit = &sub;
     if (o.org_name == NULL || o.email == NULL) {
-        fprintf(stderr, "unimilter: report: set reports.org_name and reports.email in %s (or "
-                        "--org and --email)\n",
+        fprintf(stderr,
+                "unimilter: report: set reports.org_name and reports.email in %s (or "
+                "--org and --email)\n",
                 conf != NULL ? conf : CLI_REPORT_CONFIG);
         rc = EX_USAGE;
         goto out;

@@ -222,8 +222,7 @@ control_unescape(char *s, size_t len)
             s[o++] = s[i];
             continue;
         }
-        if (i + 3 >= len || s[i + 1] != 'x' || um_hexval(s[i + 2]) < 0
-            || um_hexval(s[i + 3]) < 0)
+        if (i + 3 >= len || s[i + 1] != 'x' || um_hexval(s[i + 2]) < 0 || um_hexval(s[i + 3]) < 0)
             return -1;
         s[o++] = (char)(um_hexval(s[i + 2]) * 16 + um_hexval(s[i + 3]));
         i += 3;

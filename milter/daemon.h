@@ -36,9 +36,9 @@ struct um_daemon {
     pthread_mutex_t cfg_lock;
     struct um_runtime *rt; /* current snapshot; guarded by cfg_lock */
     struct um_logger log;
-    _Atomic int log_target; /* enum um_log_target, switched by a reload */
-    bool log_tty;           /* stderr is a terminal: syslog lines are echoed there */
-    bool log_opened;        /* openlog() done (main thread only) */
+    _Atomic int log_target;     /* enum um_log_target, switched by a reload */
+    bool log_tty;               /* stderr is a terminal: syslog lines are echoed there */
+    bool log_opened;            /* openlog() done (main thread only) */
     struct um_rlstore *rlstore; /* process lifetime; its policy is swapped on reload */
     struct um_dns *dns;         /* process lifetime: the one shared resolver and cache */
     struct um_history *history; /* DMARC evaluations (NULL: not recorded); process lifetime */

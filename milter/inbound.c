@@ -485,7 +485,8 @@ ib_eom(SMFICTX *ctx, struct conn_ctx *cc)
             || (m->ib.ar_forged[(i - 1) / 8] & (1u << ((i - 1) % 8))) == 0)
             continue;
         if (smfi_chgheader(ctx, MSTR("Authentication-Results"), (int)i, NULL) != MI_SUCCESS)
-            return ib_tempfail(ctx, cc, "the MTA refused to remove a forged Authentication-Results");
+            return ib_tempfail(ctx, cc,
+                               "the MTA refused to remove a forged Authentication-Results");
     }
     ib_authres(cc, &o, &arval);
     if (arval != NULL) {

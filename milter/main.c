@@ -141,8 +141,8 @@ main_resolve_ids(const struct um_config *cfg, struct main_ids *ids, char *err, s
     }
     if (cfg->group != NULL) {
         if (getgrnam_r(cfg->group, &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
-            snprintf(err, errlen, "%s:%d: group: no such group \"%s\"", cfg->path,
-                     cfg->line_group, cfg->group);
+            snprintf(err, errlen, "%s:%d: group: no such group \"%s\"", cfg->path, cfg->line_group,
+                     cfg->group);
             return -1;
         }
         ids->gid = gr.gr_gid;
@@ -311,8 +311,8 @@ main_drop_privileges(struct um_daemon *d, const struct um_config *cfg, const str
         um_log_msg(&d->log, UM_LOG_ERR, "startup", "root privileges could be regained; stopping");
         return -1;
     }
-    um_log_msg(&d->log, UM_LOG_INFO, "startup", "running as user %s (uid %ld, gid %ld)",
-               cfg->user, (long)ids->uid, (long)ids->gid);
+    um_log_msg(&d->log, UM_LOG_INFO, "startup", "running as user %s (uid %ld, gid %ld)", cfg->user,
+               (long)ids->uid, (long)ids->gid);
     return 0;
 }
 
@@ -427,8 +427,7 @@ main_apply_logging(struct um_daemon *d, const struct um_config *cfg)
 }
 
 static void
-main_reload(struct um_daemon *d, const char *path, const char *sock, bool overridden,
-            uid_t key_uid)
+main_reload(struct um_daemon *d, const char *path, const char *sock, bool overridden, uid_t key_uid)
 {
     struct um_config *ncfg, *old;
     struct um_runtime *nrt;
@@ -451,8 +450,7 @@ main_reload(struct um_daemon *d, const char *path, const char *sock, bool overri
     if (!overridden && strcmp(sock, nrt->cfg->socket) != 0)
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "socket changed to %s: takes effect at the next restart", nrt->cfg->socket);
-    if (strcmp(old->user, nrt->cfg->user) != 0
-        || (old->group == NULL) != (nrt->cfg->group == NULL)
+    if (strcmp(old->user, nrt->cfg->user) != 0 || (old->group == NULL) != (nrt->cfg->group == NULL)
         || (old->group != NULL && strcmp(old->group, nrt->cfg->group) != 0))
         um_log_msg(&d->log, UM_LOG_WARNING, "reload",
                    "user/group changed: takes effect at the next restart");

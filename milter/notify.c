@@ -37,8 +37,10 @@ notify_command(struct um_daemon *d, const char *cmd, const struct um_rl_notice *
 {
     char e_sender[1100], e_count[40], e_limit[40], e_window[40], e_ip[90], e_rcpts[1600],
         e_refused[40], rcpts[1500], esc[1050];
-    char *envp[] = {e_sender, e_count, e_limit, e_window, e_ip, e_rcpts, e_refused,
-                    (char *)(uintptr_t) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    char *envp[] = {
+        e_sender, e_count, e_limit,   e_window,
+        e_ip,     e_rcpts, e_refused, (char *)(uintptr_t) "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        NULL};
     char *argv[] = {(char *)(uintptr_t)cmd, NULL};
     pid_t pid;
     int rc;
@@ -109,7 +111,7 @@ notify_mail(struct um_daemon *d, struct um_runtime *rt, const char *to,
         len = (int)strlen(msg);
     /* The queued notice pins this runtime: its submit settings and password stay valid. */
     um_submitq_add(d->submitq, &rt->submit, um_runtime_ref(rt), "ratelimit-notice",
-                         cfg->submit.from, rcptv, 1, msg, (size_t)len);
+                   cfg->submit.from, rcptv, 1, msg, (size_t)len);
 }
 
 void

@@ -33,7 +33,7 @@ struct ib_msg {
     struct um_spf_result spf;
     struct um_dkim_verify_session *dkv;
     bool dkv_failed;
-    char **from;          /* From header values (at most UM_IB_MAX_FROM kept) */
+    char **from; /* From header values (at most UM_IB_MAX_FROM kept) */
     size_t nfrom, nfrom_seen;
     unsigned char *ar_forged; /* bit i set: the (i+1)th A-R header claims our authserv-id */
     size_t ar_forged_cap;     /* bytes in ar_forged */
@@ -46,18 +46,18 @@ struct ib_msg {
  * also gives back the rate-limit reservations of a message that did not complete. */
 struct ob_msg {
     /* rate limit */
-    bool rl_on;            /* this message is counted */
-    bool rl_at_eom;        /* decide once at end of message (local submission, uid key) */
+    bool rl_on;     /* this message is counted */
+    bool rl_at_eom; /* decide once at end of message (local submission, uid key) */
     bool have_key;
     struct um_senderkey key;
     struct um_rlstore_held resv; /* reservations made at RCPT, given back unless committed */
     char *rcpt_first[MSG_RCPTS_KEPT];
     size_t nrcpt_first;
-    unsigned rl_refused;   /* recipients refused (or that would be, in monitor mode) */
-    char *received;        /* the first Received header (uid source) */
+    unsigned rl_refused; /* recipients refused (or that would be, in monitor mode) */
+    char *received;      /* the first Received header (uid source) */
 
     /* signing */
-    struct msg_hdr *hdr;   /* headers kept until the From domain is known (eoh) */
+    struct msg_hdr *hdr; /* headers kept until the From domain is known (eoh) */
     size_t nhdr_kept, hdr_cap, hdr_bytes;
     bool sign_off;         /* not signing this message (reason logged) */
     const char *sign_skip; /* why not, for the verdict line */

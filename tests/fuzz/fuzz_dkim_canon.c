@@ -44,7 +44,8 @@ body(enum um_dkim_canon canon, const char *p, size_t len, size_t chunk, struct u
         um_dkim_canon_body_update(bc, (struct um_str){p, len});
     } else {
         for (size_t i = 0; i < len; i += chunk)
-            um_dkim_canon_body_update(bc, (struct um_str){p + i, len - i < chunk ? len - i : chunk});
+            um_dkim_canon_body_update(bc,
+                                      (struct um_str){p + i, len - i < chunk ? len - i : chunk});
     }
     um_dkim_canon_body_final(bc);
     um_dkim_canon_body_free(bc);

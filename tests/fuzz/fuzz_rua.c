@@ -26,8 +26,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum um_status st;
 
     memset(addr, 0x55, sizeof(addr));
-    st = um_report_rua_parse((struct um_str){(const char *)data, size}, addr, sizeof(addr),
-                             &limit, NULL);
+    st = um_report_rua_parse((struct um_str){(const char *)data, size}, addr, sizeof(addr), &limit,
+                             NULL);
     if (st == UM_OK) {
         size_t n = strnlen(addr, sizeof(addr));
         const char *at = strchr(addr, '@');

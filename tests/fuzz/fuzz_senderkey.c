@@ -54,7 +54,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (um_senderkey_derive(&order, &in, &k, NULL) == UM_OK) {
         FUZZ_CHECK(k.len <= UM_SENDERKEY_MAX && k.key[k.len] == '\0');
         FUZZ_CHECK(has_prefix(&k, "uid:") || has_prefix(&k, "sasl:") || has_prefix(&k, "domain:")
-               || has_prefix(&k, "sender:") || has_prefix(&k, "ip:"));
+                   || has_prefix(&k, "sender:") || has_prefix(&k, "ip:"));
         for (size_t i = 0; i < k.len; i++)
             FUZZ_CHECK(!(k.key[i] >= 'A' && k.key[i] <= 'Z'));
     }

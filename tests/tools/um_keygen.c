@@ -19,12 +19,16 @@ main(int argc, char **argv)
     struct um_error err = {0};
 
     if (argc == 6 && strcmp(argv[1], "-c") == 0) {
-        struct um_dkim_sign_keyspec spec = {.name = "check", .path = argv[2], .domain = argv[3],
-                                            .selector = argv[4], .allowed_uid = getuid()};
+        struct um_dkim_sign_keyspec spec = {.name = "check",
+                                            .path = argv[2],
+                                            .domain = argv[3],
+                                            .selector = argv[4],
+                                            .allowed_uid = getuid()};
         struct um_signer *key;
         struct um_keygen_check res;
         if (um_dkim_sign_key_load(&spec, &key, &err) != UM_OK
-            || um_keygen_check(key, (struct um_str){argv[5], strlen(argv[5])}, &res, &err) != UM_OK) {
+            || um_keygen_check(key, (struct um_str){argv[5], strlen(argv[5])}, &res, &err)
+                   != UM_OK) {
             fprintf(stderr, "um_keygen: %s\n", err.msg);
             return 2;
         }
@@ -33,11 +37,13 @@ main(int argc, char **argv)
         return res.verdict == UM_KEYGEN_MATCH ? 0 : 1;
     }
     if (argc == 6) {
-        struct um_keygen_req req = {
-            .alg = strcmp(argv[1], "ed25519") == 0 ? UM_DKIM_ALG_ED25519_SHA256
-                                                   : UM_DKIM_ALG_RSA_SHA256,
-            .bits = (unsigned)strtoul(argv[2], NULL, 10),
-            .domain = argv[3], .selector = argv[4], .path = argv[5]};
+        struct um_keygen_req req = {.alg = strcmp(argv[1], "ed25519") == 0
+                                               ? UM_DKIM_ALG_ED25519_SHA256
+                                               : UM_DKIM_ALG_RSA_SHA256,
+                                    .bits = (unsigned)strtoul(argv[2], NULL, 10),
+                                    .domain = argv[3],
+                                    .selector = argv[4],
+                                    .path = argv[5]};
         char *rec;
         if (um_keygen_write(&req, &rec, &err) != UM_OK) {
             fprintf(stderr, "um_keygen: %s\n", err.msg);

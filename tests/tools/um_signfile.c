@@ -87,10 +87,10 @@ main(int argc, char **argv)
             if (slash == NULL)
                 die("-c wants hdr/body", NULL);
             *slash = '\0';
-            opts.header_canon = strcmp(optarg, "simple") == 0 ? UM_DKIM_CANON_SIMPLE
-                                                              : UM_DKIM_CANON_RELAXED;
-            opts.body_canon = strcmp(slash + 1, "simple") == 0 ? UM_DKIM_CANON_SIMPLE
-                                                               : UM_DKIM_CANON_RELAXED;
+            opts.header_canon =
+                strcmp(optarg, "simple") == 0 ? UM_DKIM_CANON_SIMPLE : UM_DKIM_CANON_RELAXED;
+            opts.body_canon =
+                strcmp(slash + 1, "simple") == 0 ? UM_DKIM_CANON_SIMPLE : UM_DKIM_CANON_RELAXED;
             break;
         }
         case 't':
@@ -117,8 +117,11 @@ main(int argc, char **argv)
                 f[i] = strtok_r(s, ":", &save);
             if (f[3] == NULL || nkeys == MAX_KEYS)
                 die("-k wants name:path:domain:selector[:identity]", NULL);
-            spec = (struct um_dkim_sign_keyspec){.name = f[0], .path = f[1], .domain = f[2],
-                                                 .selector = f[3], .identity = f[4],
+            spec = (struct um_dkim_sign_keyspec){.name = f[0],
+                                                 .path = f[1],
+                                                 .domain = f[2],
+                                                 .selector = f[3],
+                                                 .identity = f[4],
                                                  .allowed_uid = uid};
             if (um_dkim_sign_key_load(&spec, &keys[nkeys], &err) != UM_OK)
                 die("key", &err);
@@ -131,7 +134,8 @@ main(int argc, char **argv)
             if (eq == NULL)
                 die("-r wants pattern=key[,key]", NULL);
             *eq = '\0';
-            for (s = strtok_r(eq + 1, ",", &save); s != NULL && nn < 8; s = strtok_r(NULL, ",", &save))
+            for (s = strtok_r(eq + 1, ",", &save); s != NULL && nn < 8;
+                 s = strtok_r(NULL, ",", &save))
                 names[nn++] = s;
             if (um_keyrule_add(kr, optarg, (const char *const *)names, nn, &err) != UM_OK)
                 die("rule", &err);
@@ -226,7 +230,8 @@ main(int argc, char **argv)
             if (!opts.value_has_leading_space && *v == ' ')
                 v++;
             if (um_dkim_sign_header(s, (struct um_str){h[i].name, strlen(h[i].name)},
-                                    (struct um_str){v, strlen(v)}, &err) != UM_OK)
+                                    (struct um_str){v, strlen(v)}, &err)
+                != UM_OK)
                 die("header", &err);
         }
         if (um_dkim_sign_eoh(s, &err) != UM_OK)

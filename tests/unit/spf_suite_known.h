@@ -3,4 +3,4 @@
 {"macro-mania-in-domain",
  "the name holds spaces (%_ expands to a space); lib/dns refuses names outside 0x21..0x7e "
  "(um_dns_name_valid), so the query cannot be sent and the a: term does not match"},
-{NULL, NULL},
+    {NULL, NULL},

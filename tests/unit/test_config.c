@@ -80,8 +80,10 @@ test_valid(void **state)
                    "                { sender = \"sasl:bulk\"; limit = 5000; } );\n"
                    "  notify = { mail_to = \"postmaster@example.org\"; }; };\n"
                    "dkim_sign = { header_canonicalization = \"simple\";\n"
-                   "  keys = ( { name = \"r\"; domain = \"example.org\"; selector = \"s1\"; file = \"/k/r.pem\"; },\n"
-                   "           { name = \"e\"; domain = \"example.org\"; selector = \"s2\"; file = \"/k/e.pem\"; identity = \"@example.org\"; } );\n"
+                   "  keys = ( { name = \"r\"; domain = \"example.org\"; selector = \"s1\"; file = "
+                   "\"/k/r.pem\"; },\n"
+                   "           { name = \"e\"; domain = \"example.org\"; selector = \"s2\"; file = "
+                   "\"/k/e.pem\"; identity = \"@example.org\"; } );\n"
                    "  rules = ( { from = \"*.example.org\"; keys = [\"r\", \"e\"]; } ); };\n");
     if (um_config_load(p, &cfg, &err) != UM_OK)
         fail_msg("valid config rejected: %s", err.msg);
@@ -189,9 +191,12 @@ static const struct {
      "F:3: mode.rules.[0]: a rule needs mode = \"inbound\", \"outbound\" or \"skip\""},
     {"rule without condition", "mode = { rules = ( { mode = \"skip\"; } ); };\n",
      "F:1: mode.rules.[0]: a rule needs at least one of daemon_name, daemon_port, authenticated"},
-    {"rule port range", "mode = { rules = (\n { mode = \"skip\"; },\n { daemon_port = 0; mode = \"skip\"; }\n); };\n",
+    {"rule port range",
+     "mode = { rules = (\n { mode = \"skip\"; },\n { daemon_port = 0; mode = \"skip\"; }\n); };\n",
      "F:2: mode.rules.[0]: a rule needs at least one of daemon_name, daemon_port, authenticated"},
-    {"second rule port", "mode = { rules = (\n { daemon_port = 25; mode = \"skip\"; },\n { daemon_port = 70000; mode = \"skip\"; }\n); };\n",
+    {"second rule port",
+     "mode = { rules = (\n { daemon_port = 25; mode = \"skip\"; },\n { daemon_port = 70000; mode = "
+     "\"skip\"; }\n); };\n",
      "F:3: mode.rules.[1].daemon_port: 70000 is out of range (1-65535)"},
     {"duplicate", "user = \"a\";\nuser = \"b\";\n", "F:2: syntax error: duplicate setting name"},
     {"enum", "ratelimit = {\n action = \"drop\";\n};\n",
@@ -201,20 +206,27 @@ static const struct {
     {"window zero", "ratelimit = { window = 0; };\n",
      "F:1: ratelimit.window: 0 is out of range (1-2678400 seconds)"},
     {"key source", "ratelimit = { key = [\"sasl\", \"login\"]; };\n",
-     "F:1: ratelimit.key: \"login\" is not a sender key source (sasl, sender, sender_domain, client_ip, uid)"},
+     "F:1: ratelimit.key: \"login\" is not a sender key source (sasl, sender, sender_domain, "
+     "client_ip, uid)"},
     {"key not array", "ratelimit = { key = \"sasl\"; };\n",
      "F:1: ratelimit.key: expected an array of strings: [\"a\", \"b\"]"},
-    {"override both", "ratelimit = { overrides = (\n { sender = \"sasl:a\"; limit = 5; exempt = true; }\n); };\n",
+    {"override both",
+     "ratelimit = { overrides = (\n { sender = \"sasl:a\"; limit = 5; exempt = true; }\n); };\n",
      "F:2: ratelimit.overrides.[0]: an override needs either limit = N or exempt = true"},
     {"override neither", "ratelimit = { overrides = ( { sender = \"sasl:a\"; } ); };\n",
      "F:1: ratelimit.overrides.[0]: an override needs either limit = N or exempt = true"},
     {"override no sender", "ratelimit = { overrides = ( { limit = 5; } ); };\n",
      "F:1: ratelimit.overrides.[0]: an override needs sender = \"...\""},
-    {"key incomplete", "dkim_sign = { keys = (\n { name = \"k\"; domain = \"example.org\"; }\n); };\n",
+    {"key incomplete",
+     "dkim_sign = { keys = (\n { name = \"k\"; domain = \"example.org\"; }\n); };\n",
      "F:2: dkim_sign.keys.[0]: a key needs name, domain, selector and file"},
-    {"key dup", "dkim_sign = { keys = (\n { name = \"k\"; domain = \"a.org\"; selector = \"s\"; file = \"/k\"; },\n { name = \"k\"; domain = \"b.org\"; selector = \"s\"; file = \"/k2\"; }\n); };\n",
+    {"key dup",
+     "dkim_sign = { keys = (\n { name = \"k\"; domain = \"a.org\"; selector = \"s\"; file = "
+     "\"/k\"; },\n { name = \"k\"; domain = \"b.org\"; selector = \"s\"; file = \"/k2\"; }\n); "
+     "};\n",
      "F:3: dkim_sign.keys.[1]: key name \"k\" is already used on line 2"},
-    {"rule unknown key", "dkim_sign = { keys = ();\n rules = (\n { from = \"a.org\"; keys = [\"nokey\"]; }\n); };\n",
+    {"rule unknown key",
+     "dkim_sign = { keys = ();\n rules = (\n { from = \"a.org\"; keys = [\"nokey\"]; }\n); };\n",
      "F:3: dkim_sign.rules.[0].keys: no key named \"nokey\" in dkim_sign.keys"},
     {"header name", "dkim_sign = { headers = [\"From\", \"Sub ject\"]; };\n",
      "F:1: dkim_sign.headers: \"Sub ject\" is not a header field name"},
@@ -262,7 +274,8 @@ test_missing_file(void **state)
     (void)state;
     assert_int_equal(um_config_load("/nonexistent/unimilter.conf", &cfg, &err), UM_EIO);
     assert_null(cfg);
-    assert_string_equal(err.msg, "/nonexistent/unimilter.conf: cannot open: No such file or directory");
+    assert_string_equal(err.msg,
+                        "/nonexistent/unimilter.conf: cannot open: No such file or directory");
 }
 
 static void
@@ -277,7 +290,9 @@ test_include(void **state)
     snprintf(text, sizeof(text), "user = \"x\";\n@include \"inc.conf\"\n");
     assert_int_equal(um_config_load(write_conf("main.conf", text), &cfg, &err), UM_EINVAL);
     /* The error names the included file and its line. */
-    snprintf(text, sizeof(text), "%s/inc.conf:2: log.level: expected err, warning, info or debug, not \"loud\"", tmpdir);
+    snprintf(text, sizeof(text),
+             "%s/inc.conf:2: log.level: expected err, warning, info or debug, not \"loud\"",
+             tmpdir);
     assert_string_equal(err.msg, text);
 }
 

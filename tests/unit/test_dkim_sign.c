@@ -47,8 +47,8 @@ write_file(const char *path, const char *data, size_t len, mode_t mode)
 static struct um_signer *
 load(const char *name, const char *path, const char *domain, const char *sel)
 {
-    struct um_dkim_sign_keyspec spec = {.name = name, .path = path, .domain = domain,
-                                        .selector = sel, .allowed_uid = getuid()};
+    struct um_dkim_sign_keyspec spec = {
+        .name = name, .path = path, .domain = domain, .selector = sel, .allowed_uid = getuid()};
     struct um_signer *k = NULL;
     struct um_error err = {0};
 
@@ -60,8 +60,8 @@ load(const char *name, const char *path, const char *domain, const char *sel)
 static int
 setup(void **state)
 {
-    struct um_keygen_req rq = {.alg = UM_DKIM_ALG_RSA_SHA256, .domain = "example.com",
-                               .selector = "rsa"};
+    struct um_keygen_req rq = {
+        .alg = UM_DKIM_ALG_RSA_SHA256, .domain = "example.com", .selector = "rsa"};
     struct um_error err = {0};
     char *rec = NULL;
     EVP_PKEY *pk;
@@ -82,8 +82,10 @@ setup(void **state)
     if (um_keygen_write(&rq, &rec, &err) != UM_OK)
         return -1;
     free(rec);
-    rq = (struct um_keygen_req){.alg = UM_DKIM_ALG_ED25519_SHA256, .domain = "example.com",
-                                .selector = "ed", .path = ed_path};
+    rq = (struct um_keygen_req){.alg = UM_DKIM_ALG_ED25519_SHA256,
+                                .domain = "example.com",
+                                .selector = "ed",
+                                .path = ed_path};
     if (um_keygen_write(&rq, &rec, &err) != UM_OK)
         return -1;
     free(rec);
@@ -105,10 +107,12 @@ setup(void **state)
     }
     /* Query file for the verifier. */
     k = load("rsa", rsa_path, "example.com", "rsa");
-    (void)snprintf(rsa_txt, sizeof(rsa_txt), "v=DKIM1; k=rsa; p=%s", um_dkim_sign_key_public_b64(k));
+    (void)snprintf(rsa_txt, sizeof(rsa_txt), "v=DKIM1; k=rsa; p=%s",
+                   um_dkim_sign_key_public_b64(k));
     um_dkim_sign_key_free(k);
     k = load("ed", ed_path, "example.com", "ed");
-    (void)snprintf(ed_txt, sizeof(ed_txt), "v=DKIM1; k=ed25519; p=%s", um_dkim_sign_key_public_b64(k));
+    (void)snprintf(ed_txt, sizeof(ed_txt), "v=DKIM1; k=ed25519; p=%s",
+                   um_dkim_sign_key_public_b64(k));
     um_dkim_sign_key_free(k);
     return 0;
 }
@@ -248,7 +252,8 @@ sign_msg_ds(const struct um_dkim_sign *ds, const struct um_dkim_sign_opts *opts,
     for (size_t i = 0; i < um_dkim_sign_count(s); i++) {
         const char *v = um_dkim_sign_value(s, i);
         assert_null(strchr(v, '\r'));
-        len += (size_t)snprintf(out + len, cap - len, "DKIM-Signature:%s", opts->value_has_leading_space ? "" : " ");
+        len += (size_t)snprintf(out + len, cap - len, "DKIM-Signature:%s",
+                                opts->value_has_leading_space ? "" : " ");
         for (; *v != '\0'; v++) {
             if (*v == '\n')
                 out[len++] = '\r';
@@ -302,8 +307,8 @@ sign_msg(const struct um_dkim_sign_opts *opts, const struct um_signer *const *ke
 static void
 test_dkim_sign_key_load(void **state)
 {
-    struct um_dkim_sign_keyspec spec = {.name = "k", .domain = "example.com", .selector = "s",
-                                        .allowed_uid = getuid()};
+    struct um_dkim_sign_keyspec spec = {
+        .name = "k", .domain = "example.com", .selector = "s", .allowed_uid = getuid()};
     struct um_signer *k = NULL;
     struct um_error err = {0};
     char want[512], missing[160];
@@ -323,7 +328,8 @@ test_dkim_sign_key_load(void **state)
     spec.path = short_path;
     assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
     (void)snprintf(want, sizeof(want),
-                   "dkim key \"k\": %s: RSA key of 512 bits is too short (minimum 1024)", short_path);
+                   "dkim key \"k\": %s: RSA key of 512 bits is too short (minimum 1024)",
+                   short_path);
     assert_string_equal(err.msg, want);
     assert_null(k);
 
@@ -368,7 +374,8 @@ test_dkim_sign_key_load(void **state)
         spec.path = own;
         spec.allowed_uid = 105;
         assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
-        (void)snprintf(want, sizeof(want), "dkim key \"k\": %s is owned by uid 4242, not root or uid 105", own);
+        (void)snprintf(want, sizeof(want),
+                       "dkim key \"k\": %s is owned by uid 4242, not root or uid 105", own);
         assert_string_equal(err.msg, want);
         spec.allowed_uid = 4242;
         assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_OK);
@@ -377,8 +384,11 @@ test_dkim_sign_key_load(void **state)
     }
 
     /* Spec validation; the key text never appears in messages. */
-    spec = (struct um_dkim_sign_keyspec){.name = "k", .path = rsa_path, .domain = "exa mple.com",
-                                         .selector = "s", .allowed_uid = getuid()};
+    spec = (struct um_dkim_sign_keyspec){.name = "k",
+                                         .path = rsa_path,
+                                         .domain = "exa mple.com",
+                                         .selector = "s",
+                                         .allowed_uid = getuid()};
     assert_int_equal(um_dkim_sign_key_load(&spec, &k, &err), UM_EINVAL);
     assert_string_equal(err.msg, "dkim key \"k\": bad domain (d=)");
     /* RFC 6376 3.5 (RFC 5321 sub-domain): no label of d= or s= starts or ends with '-' */
@@ -417,12 +427,9 @@ test_dkim_sign_key_load(void **state)
 /* ---- signing -------------------------------------------------------------------------- */
 
 static const struct hdr msg_hdrs[] = {
-    {"From", " Alice <alice@example.com>"},
-    {"To", " bob@example.net"},
-    {"Subject", " folded\n subject with bare LF"},
-    {"Date", " Mon, 24 Nov 2025 10:00:00 +0000"},
-    {"Message-ID", " <u1@example.com>"},
-    {"X-Not-Signed", " whatever"},
+    {"From", " Alice <alice@example.com>"},        {"To", " bob@example.net"},
+    {"Subject", " folded\n subject with bare LF"}, {"Date", " Mon, 24 Nov 2025 10:00:00 +0000"},
+    {"Message-ID", " <u1@example.com>"},           {"X-Not-Signed", " whatever"},
 };
 static const char msg_body[] = "bare LF line\nCRLF line\r\n8-bit: Gr\xc3\xbc\xc3\x9f"
                                "e\n\n\ntrailing blanks\n\n";
@@ -469,7 +476,8 @@ test_dkim_sign_dual_roundtrip(void **state)
 
     /* simple/simple with the exact bytes (LEADSPC), whole body in one chunk. */
     opts.header_canon = opts.body_canon = UM_DKIM_CANON_SIMPLE;
-    m = sign_msg(&opts, (const struct um_signer *const *)k, 2, msg_hdrs, 6, msg_body, 1 << 20, &len);
+    m = sign_msg(&opts, (const struct um_signer *const *)k, 2, msg_hdrs, 6, msg_body, 1 << 20,
+                 &len);
     assert_non_null(strstr(m, "c=simple/simple"));
     pass = verify_msg(m, len, query_file(q, 2), &n);
     assert_int_equal(pass, 2);
@@ -523,7 +531,7 @@ test_dkim_sign_large(void **state)
     const struct um_signer *ks[1] = {k};
     struct um_dkim_sign_opts opts = {.value_has_leading_space = true};
     struct hdr *h = calloc(305, sizeof(*h));
-    char (*names)[16] = calloc(300, 16);
+    char(*names)[16] = calloc(300, 16);
     size_t blen = 3 * 1024 * 1024, len;
     char *body = malloc(blen + 1), *m, l0[1100];
     const char *q[1] = {l0};
@@ -533,7 +541,7 @@ test_dkim_sign_large(void **state)
     for (size_t i = 0; i < blen; i++)
         body[i] = (i % 77 == 76) ? '\n' : (char)('A' + i % 26);
     memset(body + 1000, 'x', 20000); /* one 20000-byte line */
-    body[blen - 1] = '\n';          /* the MTA always ends the body with a line end */
+    body[blen - 1] = '\n';           /* the MTA always ends the body with a line end */
     body[blen] = '\0';
     for (size_t i = 0; i < 300; i++) {
         (void)snprintf(names[i], 16, "X-H%zu", i);
@@ -586,8 +594,8 @@ test_dkim_sign_session_errors(void **state)
 static void
 test_keygen_roundtrip(void **state)
 {
-    struct um_keygen_req rq = {.alg = UM_DKIM_ALG_RSA_SHA256, .bits = 1024,
-                               .domain = "example.com", .selector = "new"};
+    struct um_keygen_req rq = {
+        .alg = UM_DKIM_ALG_RSA_SHA256, .bits = 1024, .domain = "example.com", .selector = "new"};
     struct um_error err = {0};
     struct um_keygen_check res;
     struct um_signer *k, *other;
@@ -600,7 +608,8 @@ test_keygen_roundtrip(void **state)
     assert_int_equal(um_keygen_write(&rq, &rec, &err), UM_OK);
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_true(strncmp(rec, "new._domainkey.example.com. IN TXT ( \"v=DKIM1; k=rsa; p=MIGf", 59) == 0);
+    assert_true(strncmp(rec, "new._domainkey.example.com. IN TXT ( \"v=DKIM1; k=rsa; p=MIGf", 59)
+                == 0);
     free(rec);
     /* Never overwrites. */
     assert_int_equal(um_keygen_write(&rq, &rec, &err), UM_EIO);
@@ -617,9 +626,11 @@ test_keygen_roundtrip(void **state)
     {
         char spaced[1200];
         size_t plen = strlen(um_dkim_sign_key_public_b64(k));
-        (void)snprintf(spaced, sizeof(spaced), " v = DKIM1 ; p = %.*s %s ; k = rsa ", (int)(plen / 2),
-                       um_dkim_sign_key_public_b64(k), um_dkim_sign_key_public_b64(k) + plen / 2);
-        assert_int_equal(um_keygen_check(k, (struct um_str){spaced, strlen(spaced)}, &res, &err), UM_OK);
+        (void)snprintf(spaced, sizeof(spaced), " v = DKIM1 ; p = %.*s %s ; k = rsa ",
+                       (int)(plen / 2), um_dkim_sign_key_public_b64(k),
+                       um_dkim_sign_key_public_b64(k) + plen / 2);
+        assert_int_equal(um_keygen_check(k, (struct um_str){spaced, strlen(spaced)}, &res, &err),
+                         UM_OK);
         assert_int_equal(res.verdict, UM_KEYGEN_MATCH);
     }
     other = load("rsa", rsa_path, "example.com", "rsa");
@@ -641,7 +652,8 @@ test_keygen_roundtrip(void **state)
     {
         struct um_signer *e = load("ed", ed_path, "example.com", "ed");
         char longv[600];
-        assert_int_equal(um_keygen_check(e, (struct um_str){ed_txt, strlen(ed_txt)}, &res, &err), UM_OK);
+        assert_int_equal(um_keygen_check(e, (struct um_str){ed_txt, strlen(ed_txt)}, &res, &err),
+                         UM_OK);
         assert_int_equal(res.verdict, UM_KEYGEN_MATCH);
         memset(longv, 'a', 599);
         longv[599] = '\0';
@@ -690,14 +702,20 @@ test_dkim_sign_rfc8463(void **state)
         "brisbane._domainkey.football.example.com v=DKIM1; k=ed25519; "
         "p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
         "test._domainkey.football.example.com v=DKIM1; k=rsa; "
-        "p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/"
-        "J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3"
+        "p="
+        "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/"
+        "J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/"
+        "8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3"
         "Ip3G+2kryOTIKT+l/K4w3QIDAQAB",
     };
-    struct um_dkim_sign_opts opts = {.value_has_leading_space = true, .fixed_time = 1528637909,
-                                     .sign_headers = signh, .oversign_headers = overh};
-    struct um_dkim_sign_keyspec spec = {.name = "brisbane", .domain = "football.example.com",
-                                        .selector = "brisbane", .identity = "@football.example.com"};
+    struct um_dkim_sign_opts opts = {.value_has_leading_space = true,
+                                     .fixed_time = 1528637909,
+                                     .sign_headers = signh,
+                                     .oversign_headers = overh};
+    struct um_dkim_sign_keyspec spec = {.name = "brisbane",
+                                        .domain = "football.example.com",
+                                        .selector = "brisbane",
+                                        .identity = "@football.example.com"};
     unsigned char seed[33];
     EVP_PKEY *pk;
     BIO *b = BIO_new(BIO_s_mem());
@@ -715,12 +733,13 @@ test_dkim_sign_rfc8463(void **state)
     assert_non_null(pk);
     assert_int_equal(PEM_write_bio_PrivateKey(b, pk, NULL, NULL, 0, NULL, NULL), 1);
     BIO_get_mem_ptr(b, &bm);
-    assert_int_equal(um_dkim_sign_key_from_pem(&spec, (struct um_str){bm->data, bm->length}, &k, &err),
-                     UM_OK);
+    assert_int_equal(
+        um_dkim_sign_key_from_pem(&spec, (struct um_str){bm->data, bm->length}, &k, &err), UM_OK);
     BIO_free(b);
     EVP_PKEY_free(pk);
     /* RFC 8463 A.2: the public key derived from the A.1 seed. */
-    assert_string_equal(um_dkim_sign_key_public_b64(k), "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
+    assert_string_equal(um_dkim_sign_key_public_b64(k),
+                        "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
 
     ks[0] = k;
     m = sign_msg(&opts, ks, 1, h, 5, body, 5, &len);
@@ -759,8 +778,8 @@ test_dkim_sign_rfc8463(void **state)
         size_t plen;
         char *pem = conformance("rfc8463-A1-rsa.private.pem", &plen);
         if (pem != NULL) {
-            struct um_dkim_sign_keyspec rs = {.name = "test", .domain = "football.example.com",
-                                              .selector = "test"};
+            struct um_dkim_sign_keyspec rs = {
+                .name = "test", .domain = "football.example.com", .selector = "test"};
             assert_int_equal(um_dkim_sign_key_from_pem(&rs, (struct um_str){pem, plen}, &rk, &err),
                              UM_OK);
             ks[1] = rk;

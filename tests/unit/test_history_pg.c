@@ -549,7 +549,8 @@ test_server_down_and_back(void **state)
     assert_int_equal(st.written, 2);
     assert_int_equal(st.failed, 2);
     assert_int_equal(e.n, 3); /* the one held back, then the recovery */
-    assert_string_equal(e.last, "history: postgresql: writing again after 2 failures, 2 records lost");
+    assert_string_equal(e.last,
+                        "history: postgresql: writing again after 2 failures, 2 records lost");
     um_history_close(h, 5000, &st);
     assert_int_equal(pg_count("SELECT count(*) FROM evaluations"), 2);
 }

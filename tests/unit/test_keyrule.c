@@ -173,9 +173,8 @@ test_keyrule_from_domain_table(void **state)
         {"underscore", "joe@ex_ample.com", UM_EINVAL, NULL},
         {"long label", "joe@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com",
          UM_EINVAL, NULL},
-        {"deep comments",
-         "joe@example.com (((((((((((((((((((((((((deep)))))))))))))))))))))))))", UM_EINVAL,
-         NULL},
+        {"deep comments", "joe@example.com (((((((((((((((((((((((((deep)))))))))))))))))))))))))",
+         UM_EINVAL, NULL},
     };
 
     (void)state;

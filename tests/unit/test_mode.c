@@ -21,9 +21,9 @@ static struct um_mode_rule example_rule[] = {
 static const struct um_mode_rules example = {example_rule, 4, UM_MODE_INBOUND};
 
 static struct um_mode_rule combo_rule[] = {
-    {(char[]){"mta"}, 25, UM_TRI_ANY, UM_MODE_SKIP, 1},     /* both must hold */
-    {NULL, -1, UM_TRI_YES, UM_MODE_OUTBOUND, 2}, /* any authenticated client */
-    {(char[]){"relay"}, -1, UM_TRI_NO, UM_MODE_SKIP, 3},   /* unauthenticated on "relay" */
+    {(char[]){"mta"}, 25, UM_TRI_ANY, UM_MODE_SKIP, 1},  /* both must hold */
+    {NULL, -1, UM_TRI_YES, UM_MODE_OUTBOUND, 2},         /* any authenticated client */
+    {(char[]){"relay"}, -1, UM_TRI_NO, UM_MODE_SKIP, 3}, /* unauthenticated on "relay" */
 };
 static const struct um_mode_rules combo = {combo_rule, 3, UM_MODE_INBOUND};
 

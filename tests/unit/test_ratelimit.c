@@ -813,14 +813,17 @@ static const struct {
 } corrupt_cases[] = {
     {"empty", "", 0, "empty file", -1},
     {"wrong magic", "hello\n", 0, "line 1: not a unimilter rate-limit snapshot", -1},
-    {"version 2", "unimilter-ratelimit 2\nend 0\n", 0, "line 1: unsupported version 2 (want 1)", -1},
+    {"version 2", "unimilter-ratelimit 2\nend 0\n", 0, "line 1: unsupported version 2 (want 1)",
+     -1},
     {"no end", "unimilter-ratelimit 1\nk - 1 100\n", 0, "line 3: truncated (no end line)", 1},
-    {"truncated line", "unimilter-ratelimit 1\nk - 1 10", 0, "line 2: truncated line (no newline)", 0},
+    {"truncated line", "unimilter-ratelimit 1\nk - 1 10", 0, "line 2: truncated line (no newline)",
+     0},
     {"end count wrong", "unimilter-ratelimit 1\nk - 1 100\nend 2\n", 0,
      "line 3: end says 2 keys, found 1", 1},
     {"data after end", "unimilter-ratelimit 1\nend 0\nk - 1 100\n", 0,
      "line 3: data after the end line", 0},
-    {"bad timestamp", "unimilter-ratelimit 1\nk - 2 100 1x0\nend 1\n", 0, "line 2: bad timestamp", 0},
+    {"bad timestamp", "unimilter-ratelimit 1\nk - 2 100 1x0\nend 1\n", 0, "line 2: bad timestamp",
+     0},
     {"timestamp overflow", "unimilter-ratelimit 1\nk - 1 4294967296\nend 1\n", 0,
      "line 2: bad timestamp", 0},
     {"too few", "unimilter-ratelimit 1\nk - 3 100 101\nend 1\n", 0,
@@ -831,17 +834,19 @@ static const struct {
      "line 2: timestamps not in order", 0},
     {"count too big", "unimilter-ratelimit 1\nk - 100001 1\nend 1\n", 0, "line 2: bad count", 0},
     {"bad episode", "unimilter-ratelimit 1\nk x 1 100\nend 1\n", 0, "line 2: bad episode field", 0},
-    {"bad escape", "unimilter-ratelimit 1\nk%4 - 1 100\nend 1\n", 0, "line 2: bad %-escape in key", 0},
+    {"bad escape", "unimilter-ratelimit 1\nk%4 - 1 100\nend 1\n", 0, "line 2: bad %-escape in key",
+     0},
     {"control byte in key", "unimilter-ratelimit 1\nk\x01 - 1 100\nend 1\n", 0,
      "line 2: bad byte in key", 0},
     {"empty key", "unimilter-ratelimit 1\n - 1 100\nend 1\n", 0, "line 2: empty key", 0},
-    {"double space", "unimilter-ratelimit 1\nk  - 1 100\nend 1\n", 0, "line 2: bad episode field", 0},
+    {"double space", "unimilter-ratelimit 1\nk  - 1 100\nend 1\n", 0, "line 2: bad episode field",
+     0},
     {"duplicate key, case", "unimilter-ratelimit 1\nk - 1 100\nj - 1 100\nK - 1 100\nend 3\n", 0,
      "line 4: duplicate key \"k\"", 2},
     {"NUL byte", "unimilter-ratelimit 1\nk\0 - 1 100\nend 1\n", 39, "line 2: NUL byte", 0},
     {"bad end", "unimilter-ratelimit 1\nend x\n", 0, "line 2: bad end line", 0},
-    {"CRLF", "unimilter-ratelimit 1\r\nend 0\r\n", 0,
-     "line 1: not a unimilter rate-limit snapshot", -1},
+    {"CRLF", "unimilter-ratelimit 1\r\nend 0\r\n", 0, "line 1: not a unimilter rate-limit snapshot",
+     -1},
 };
 
 /* Issue 12: a real snapshot of six senders, damaged in two ways at its 3rd record (line 4):
@@ -870,7 +875,7 @@ test_snapshot_damaged_keeps_prefix(void **state)
     for (size_t i = 0; i < len && nlines < 16; i++)
         if (i == 0 || text[i - 1] == '\n')
             line_start[nlines++] = i;
-    assert_int_equal(nlines, 8); /* header, 6 records, end */
+    assert_int_equal(nlines, 8);    /* header, 6 records, end */
     for (size_t l = 1; l <= 6; l++) /* the key of each record line, in file order */
         assert_int_equal(sscanf(text + line_start[l], "%31s", keys[l - 1]), 1);
 

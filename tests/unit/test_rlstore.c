@@ -469,8 +469,11 @@ worker_main(void *v)
     return NULL;
 }
 
+/* on_error cycles through the settings given: with Redis, "local" is left out, since a
+ * Redis call that times out under load is then counted locally besides what Redis holds,
+ * and the bound below is one count's bound (a documented trait of the fallback). */
 static void
-swap_under_load(struct um_rlstore *s, const char *name)
+swap_under_load(struct um_rlstore *s, const char *name, unsigned n_on_error)
 {
     struct worker w[4];
     pthread_t t[4];
@@ -482,13 +485,17 @@ swap_under_load(struct um_rlstore *s, const char *name)
         assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
     }
     for (int i = 0; i < 200; i++) {
-        struct um_ratelimit_policy *p = mk_policy(i % 2 == 0 ? 50 : 60);
-        um_rlstore_set_policy(s, p, (enum um_rl_on_error)(i % 3));
+        /* One limit, new policy objects: a lowered limit forgets the counts above it (rl_trim,
+         * README), so alternating 50 and 60 would let more than 60 through by design. */
+        struct um_ratelimit_policy *p = mk_policy(60);
+        um_rlstore_set_policy(s, p, (enum um_rl_on_error)((unsigned)i % n_on_error));
         um_ratelimit_policy_free(p);
     }
     for (int i = 0; i < 4; i++) {
         assert_int_equal(pthread_join(t[i], NULL), 0);
-        assert_true(w[i].allowed <= 60); /* never above the larger of the two limits */
+        if (w[i].allowed > 60) /* never above the limit, whatever the swaps */
+            fail_msg("%s store: worker %d had %u recipients allowed at once, limit 60", name, i,
+                     w[i].allowed);
     }
 }
 
@@ -499,12 +506,12 @@ test_policy_swap_under_load(void **state)
     struct um_rlstore *m = mk_memory(p), *r;
 
     (void)state;
-    swap_under_load(m, "memory");
+    swap_under_load(m, "memory", 3);
     um_rlstore_free(m);
     if (have_redis())
         server_start();
     r = mk_redis(p, UM_RL_ON_ERROR_LOCAL); /* down: the local fallback; up: Redis */
-    swap_under_load(r, "redis");
+    swap_under_load(r, "redis", 2);        /* tempfail, accept */
     um_rlstore_free(r);
     server_kill();
     um_ratelimit_policy_free(p);

@@ -53,7 +53,8 @@ write_file(const char *path, const char *text, mode_t mode)
     assert_int_equal(chmod(path, mode), 0);
 }
 
-static const char MSG[] = "From: <a@example.org>\r\nTo: <b@example.org>\r\nSubject: t\r\n\r\nbody\r\n";
+static const char MSG[] =
+    "From: <a@example.org>\r\nTo: <b@example.org>\r\nSubject: t\r\n\r\nbody\r\n";
 
 static void
 test_sendmail_exit_codes(void **state)
@@ -317,9 +318,14 @@ static void
 test_queue_free_drops_pending(void **state)
 {
     struct fake f = {.script = {UM_ETEMP}};
-    struct um_submitq_params p = {.max_jobs = 4, .max_attempts = 5, .first_backoff_ms = 60000,
-                                  .max_backoff_ms = 60000, .send = fake_send, .send_arg = &f,
-                                  .release = fake_release, .log = &lg};
+    struct um_submitq_params p = {.max_jobs = 4,
+                                  .max_attempts = 5,
+                                  .first_backoff_ms = 60000,
+                                  .max_backoff_ms = 60000,
+                                  .send = fake_send,
+                                  .send_arg = &f,
+                                  .release = fake_release,
+                                  .log = &lg};
     struct um_submitq *q = NULL;
     struct um_error err = {0};
     (void)state;
