@@ -32,10 +32,12 @@ for page in "$conf5" "$man8"; do
 done
 
 # --- 2. every schema path documented -------------------------------------------------------
-# Both forms of table entries: {"path", CFG_KIND, ...} and {.path = "path", .kind = CFG_KIND, ...}
+# Both forms of table entries: {"path", CFG_KIND, ...} and {.path = "path", .kind = CFG_KIND, ...},
+# wherever clang-format breaks their lines (the table is read as one line).
 paths=$(sed -n '/^static const struct cfg_item cfg_schema\[\] = {/,/^};/p' "$UM_SRC/lib/config.c" \
-    | grep -oE '^[[:space:]]*\{(\.path = )?"[a-z_][][a-z0-9_.]*",( \.kind =)? CFG_[A-Z]+' \
-    | sed -E 's/^[[:space:]]*\{(\.path = )?"([^"]+)",( \.kind =)? (CFG_[A-Z]+)/\2 \4/')
+    | tr '\n' ' ' | tr -s '[:space:]' ' ' \
+    | grep -oE '\{ ?(\.path = )?"[a-z_][][a-z0-9_.]*", ?(\.kind = )?CFG_[A-Z]+' \
+    | sed -E 's/^\{ ?(\.path = )?"([^"]+)", ?(\.kind = )?(CFG_[A-Z]+)/\2 \4/')
 n=$(wc -l <<<"$paths")
 ((n >= 40)) || inst_fail "found only $n schema entries in lib/config.c: the pattern no longer matches the table"
 text=$(man -l "$conf5" 2>/dev/null | col -b)
