@@ -205,6 +205,70 @@ ct_sh() {
     ct bash -euxo pipefail -c "$1" >>"$DP_LOG" 2>&1
 }
 
+# dp_wait_mail USER N: USER's mailbox in the container holds at least N messages (30 s).
+dp_wait_mail() {
+    local i n=0
+    for ((i = 0; i < 60; i++)); do
+        n=$(ct sh -c "grep -c '^From ' /var/mail/$1 2>/dev/null || true")
+        ((${n:-0} >= $2)) && return 0
+        sleep 0.5
+    done
+    dp_fail "/var/mail/$1 has ${n:-0} messages, want $2"
+}
+
+# dp_last_mail USER: the last message in USER's mailbox, on stdout.
+dp_last_mail() {
+    ct python3 -c 'import mailbox, sys
+mb = mailbox.mbox("/var/mail/" + sys.argv[1])
+sys.stdout.buffer.write(mb.get_bytes(list(mb.keys())[-1]))' "$1"
+}
+
+# dp_inbound_checks WHAT NMAIL: the inbound checks both MTAs must pass on port 25, from the
+# remote good sender ($REMOTE_GOOD, the caller's swaks wrapper): bob's mailbox then holds
+# NMAIL messages, the last with exactly one Authentication-Results (spf=pass, dmarc=pass,
+# our authserv-id $DP_HOST), and a p=reject spoof is refused 550. WHAT names the daemon in
+# the ok: lines.
+dp_inbound_checks() {
+    local what=$1 nmail=$2 n ar rc=0
+    swaks --server "$SERVER_IP:25" --local-interface "$REMOTE_GOOD" --helo mail.good.unimilter.example \
+        --from news@good.unimilter.example --to "bob@$DP_HOST" --h-Subject "inbound 1" ||
+        dp_fail "mail from a good sender on port 25 was not accepted: $(tail -n 5 "$DP_WORK/swaks.out")"
+    dp_wait_mail bob "$nmail"
+    dp_last_mail bob >"$DP_WORK/in1.eml"
+    n=$(grep -c '^Authentication-Results:' "$DP_WORK/in1.eml" || true)
+    ((n == 1)) || dp_fail "$n Authentication-Results headers on inbound mail, want 1: $(cat "$DP_WORK/in1.eml")"
+    ar=$(sed -n '/^Authentication-Results:/,/^[^ \t]/p' "$DP_WORK/in1.eml" | sed '$d' | tr -d '\n')
+    grep -q "spf=pass" <<<"$ar" || dp_fail "inbound A-R lacks spf=pass: $ar"
+    grep -q "dmarc=pass" <<<"$ar" || dp_fail "inbound A-R lacks dmarc=pass: $ar"
+    grep -q "^Authentication-Results: $DP_HOST;" <<<"$ar" || dp_fail "inbound A-R's authserv-id is not $DP_HOST: $ar"
+    echo "ok: $what: one Authentication-Results: $ar"
+
+    swaks --server "$SERVER_IP:25" --local-interface "$REMOTE_GOOD" --helo mail.good.unimilter.example \
+        --from ceo@bank.unimilter.example --to "bob@$DP_HOST" --h-From ceo@bank.unimilter.example \
+        --h-Subject "spoof" || rc=$?
+    grep -q '<\*\* *550 5.7.1 DMARC policy of bank.unimilter.example rejects' "$DP_WORK/swaks.out" ||
+        dp_fail "the p=reject spoof was not refused with 550 (swaks rc $rc): $(tail -n 6 "$DP_WORK/swaks.out")"
+    echo "ok: $what: a p=reject spoof is refused: $(grep -m1 '<\*\* *550' "$DP_WORK/swaks.out" | sed 's/^ *<\*\* *//')"
+}
+
+# dp_publish_keys: runs the README's keygen block in the container and publishes the two TXT
+# records it printed (NAME. IN TXT ( "..." "..." )) as unbound local-data, then restarts unbound.
+dp_publish_keys() {
+    local inc="$DP_ROOT/etc/unbound/unbound.conf.d/unimilter-keys.conf.inc"
+    ct_sh "{
+$(dp_readme dkim-keygen)
+} >/root/keygen.out" || dp_fail "the README's keygen lines failed"
+    awk '/IN TXT \(/ { on = 1; name = $1; txt = "" }
+        on { line = $0; sub(/^.*IN TXT \(/, "", line); sub(/\).*$/, "", line); txt = txt " " line }
+        on && /\)/ { on = 0; gsub(/^[ \t]+|[ \t]+$/, "", txt); gsub(/"[ \t]+"/, "\" \"", txt)
+                     printf("    local-data: '\''%s TXT %s'\''\n", name, txt) }' "$DP_ROOT/root/keygen.out" >"$inc"
+    cat "$inc" >>"$DP_LOG"
+    (($(grep -c local-data "$inc") == 2)) ||
+        dp_fail "keygen did not print two TXT records: $(cat "$DP_ROOT/root/keygen.out")"
+    ct_sh "unbound-checkconf
+systemctl restart unbound" || dp_fail "could not publish the DKIM records keygen printed"
+}
+
 # The README's code blocks the test runs, marked <!-- deploy:NAME --> on the line before
 # the block (4-space indented). Printed without the indentation.
 dp_readme() {

@@ -116,65 +116,22 @@ swaks() {
     cat "$DP_WORK/swaks.out" >>"$DP_LOG"
     return $rc
 }
-wait_mail() { # wait_mail USER N: USER's mailbox holds N messages (30 s)
-    local i n=0
-    for ((i = 0; i < 60; i++)); do
-        n=$(ct sh -c "grep -c '^From ' /var/mail/$1 2>/dev/null || true")
-        ((${n:-0} >= $2)) && return 0
-        sleep 0.5
-    done
-    dp_fail "/var/mail/$1 has ${n:-0} messages, want $2"
-}
-last_mail() {
-    ct python3 -c 'import mailbox, sys
-mb = mailbox.mbox("/var/mail/" + sys.argv[1])
-sys.stdout.buffer.write(mb.get_bytes(list(mb.keys())[-1]))' "$1"
-}
 
 # ---- 6. the MTA daemon verifies --------------------------------------------------------------
 dp_phase "inbound (MTA, port 25)"
-swaks --server "$SERVER_IP:25" --local-interface "$REMOTE_GOOD" --helo mail.good.unimilter.example \
-    --from news@good.unimilter.example --to "bob@$DP_HOST" --h-Subject "inbound 1" ||
-    dp_fail "mail from a good sender on port 25 was not accepted: $(tail -n 5 "$DP_WORK/swaks.out")"
-wait_mail bob 1
-last_mail bob >"$DP_WORK/in1.eml"
-n=$(grep -c '^Authentication-Results:' "$DP_WORK/in1.eml" || true)
-((n == 1)) || dp_fail "$n Authentication-Results headers on inbound mail, want 1: $(cat "$DP_WORK/in1.eml")"
-ar=$(sed -n '/^Authentication-Results:/,/^[^ \t]/p' "$DP_WORK/in1.eml" | sed '$d' | tr -d '\n')
-grep -q "spf=pass" <<<"$ar" || dp_fail "inbound A-R lacks spf=pass: $ar"
-grep -q "dmarc=pass" <<<"$ar" || dp_fail "inbound A-R lacks dmarc=pass: $ar"
-echo "ok: MTA daemon: one Authentication-Results: $ar"
-
-rc=0
-swaks --server "$SERVER_IP:25" --local-interface "$REMOTE_GOOD" --helo mail.good.unimilter.example \
-    --from ceo@bank.unimilter.example --to "bob@$DP_HOST" --h-From ceo@bank.unimilter.example \
-    --h-Subject "spoof" || rc=$?
-grep -q '<\*\* *550 5.7.1 DMARC policy of bank.unimilter.example rejects' "$DP_WORK/swaks.out" ||
-    dp_fail "the p=reject spoof was not refused with 550 (swaks rc $rc): $(tail -n 6 "$DP_WORK/swaks.out")"
-echo "ok: MTA daemon: a p=reject spoof is refused: $(grep -m1 '<\*\* *550' "$DP_WORK/swaks.out" | sed 's/^ *<\*\* *//')"
+dp_inbound_checks "MTA daemon" 1
 
 # ---- 7. the MSA daemon signs -----------------------------------------------------------------
 dp_phase "DKIM keys and signing (MSA, 587)"
-ct_sh "{
-$(dp_readme dkim-keygen)
-} >/root/keygen.out" || dp_fail "the README's keygen lines failed"
-awk '/IN TXT \(/ { on = 1; name = $1; txt = "" }
-    on { line = $0; sub(/^.*IN TXT \(/, "", line); sub(/\).*$/, "", line); txt = txt " " line }
-    on && /\)/ { on = 0; gsub(/^[ \t]+|[ \t]+$/, "", txt); gsub(/"[ \t]+"/, "\" \"", txt)
-                 printf("    local-data: '\''%s TXT %s'\''\n", name, txt) }' "$DP_ROOT/root/keygen.out" \
-    >"$DP_ROOT/etc/unbound/unbound.conf.d/unimilter-keys.conf.inc"
-(($(grep -c local-data "$DP_ROOT/etc/unbound/unbound.conf.d/unimilter-keys.conf.inc") == 2)) ||
-    dp_fail "keygen did not print two TXT records: $(cat "$DP_ROOT/root/keygen.out")"
-ct_sh "unbound-checkconf
-systemctl restart unbound" || dp_fail "could not publish the DKIM records keygen printed"
+dp_publish_keys
 ct_sh "$(dp_readme dkim-config)" || dp_fail "the README's dkim_sign lines (check-keys, reload) failed"
 
 swaks --server "$SERVER_IP:587" --local-interface "$USER_IP" --auth PLAIN \
     --auth-user "alice@$DP_HOST" --auth-password pw-alice \
     --from alice@example.org --to "bob@$DP_HOST" --h-From alice@example.org --h-Subject "signed 1" ||
     dp_fail "submission on 587 failed: $(tail -n 8 "$DP_WORK/swaks.out")"
-wait_mail bob 2
-last_mail bob >"$DP_WORK/out1.eml"
+dp_wait_mail bob 2
+dp_last_mail bob >"$DP_WORK/out1.eml"
 ct_sh "cat >/root/verify.py <<'EOF'
 import dkim, sys
 msg = open(sys.argv[1], 'rb').read()
