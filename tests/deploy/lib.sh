@@ -251,6 +251,26 @@ dp_inbound_checks() {
     echo "ok: $what: a p=reject spoof is refused: $(grep -m1 '<\*\* *550' "$DP_WORK/swaks.out" | sed 's/^ *<\*\* *//')"
 }
 
+# dp_verify_signed NMAIL FILE: bob's mailbox holds NMAIL messages; the last one is copied to
+# FILE and python3-dkim in the container verifies both its signatures (RSA and Ed25519);
+# the verdict line is left in $DP_WORK/verify.out.
+dp_verify_signed() {
+    dp_wait_mail bob "$1"
+    dp_last_mail bob >"$2"
+    ct_sh "cat >/root/verify.py <<'EOF'
+import dkim, sys
+msg = open(sys.argv[1], 'rb').read()
+d = dkim.DKIM(msg)
+n = sum(1 for h in msg.split(b'\n\n', 1)[0].split(b'\n') if h.lower().startswith(b'dkim-signature:'))
+ok = [d.verify(idx=i) for i in range(n)]
+print('signatures', n, 'verified', ok)
+sys.exit(0 if n == 2 and all(ok) else 1)
+EOF"
+    cp "$2" "$DP_ROOT/root/out1.eml"
+    ct python3 /root/verify.py /root/out1.eml >"$DP_WORK/verify.out" 2>&1 ||
+        dp_fail "python3-dkim does not verify both signatures: $(cat "$DP_WORK/verify.out"); message: $(head -c 3000 "$2")"
+}
+
 # dp_publish_keys: runs the README's keygen block in the container and publishes the two TXT
 # records it printed (NAME. IN TXT ( "..." "..." )) as unbound local-data, then restarts unbound.
 dp_publish_keys() {
