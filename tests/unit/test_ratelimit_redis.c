@@ -32,6 +32,7 @@
 #include "ratelimit.h"
 #include "ratelimit_scripts.h"
 #include "ratelimit_redis.h"
+#include "testnet.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -55,34 +56,6 @@ mono_ms(void)
 
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static int
-free_port(void)
-{
-    struct sockaddr_in a = {0};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0
-        || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        fprintf(stderr, "free_port: %s\n", strerror(errno));
-        exit(1);
-    }
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 static bool

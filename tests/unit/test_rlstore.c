@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "rlstore.h"
+#include "testnet.h"
 
 static char srv_bin[512];
 static char srv_dir[256] = "/tmp/um-rlstore-XXXXXX";
@@ -66,34 +67,6 @@ static struct um_str
 cstr(const char *s)
 {
     return (struct um_str){s, strlen(s)};
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static int
-free_port(void)
-{
-    struct sockaddr_in a = {0};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0
-        || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        fprintf(stderr, "free_port: %s\n", strerror(errno));
-        exit(1);
-    }
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 static bool
